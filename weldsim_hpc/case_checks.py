@@ -1,0 +1,161 @@
+"""Cross-field checks of a CaseSpec: what one field alone cannot tell.
+
+Each check returns (field path, reason) pairs so that `weldsim validate` can print every
+problem at once. Nothing here runs gmsh: group names come from the geometry parameters
+(or the mesh file's physical names), and the cell count is estimated from mesh settings.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+from .case import (
+    DYNAMIC_ANALYSES,
+    STRUCTURAL_BC_TYPES,
+    THERMAL_ANALYSES,
+    THERMAL_BC_TYPES,
+    CaseSpec,
+)
+from .errors import MaterialError, WeldSimError
+from .geometry import groups as g
+from .geometry.sizing import ResolvedSizes, check_cell_limit, resolve_sizes
+from .materials import Material, resolve_material
+
+Problem = tuple[str, str]
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"({hint}known: {', '.join(known) or 'none'})"
+
+
+def resolve_case_materials(case: CaseSpec) -> tuple[dict[str, Material], list[Problem]]:
+    """Volume group -> Material (custom materials inlined), and the problems found."""
+    resolved: dict[str, Material] = {}
+    problems: list[Problem] = []
+    custom: dict[str, Material] = {}
+    for mat_id, props in case.custom_materials.items():
+        try:
+            custom[mat_id] = resolve_material({"id": mat_id, **props}, None)
+        except MaterialError as exc:
+            problems.append((f"custom_materials.{mat_id}", str(exc)))
+    for volume, value in case.materials.items():
+        try:
+            resolved[volume] = resolve_material(value, custom)
+        except MaterialError as exc:
+            problems.append((f"materials.{volume}", str(exc)))
+    return resolved, problems
+
+
+def check_groups(case: CaseSpec, groups: dict[str, int]) -> list[Problem]:
+    """Materials cover every volume; boundaries and load volumes exist in the geometry."""
+    volumes = {n for n, d in groups.items() if d == g.VOLUME}
+    surfaces = {n for n, d in groups.items() if d == g.SURFACE}
+    problems: list[Problem] = []
+    for volume in case.materials:
+        if volume not in volumes:
+            problems.append((f"materials.{volume}", f"'{volume}' is not a volume of the geometry {_suggest(volume, volumes)}"))
+    for volume in sorted(volumes - set(case.materials)):
+        problems.append(("materials", f"no material for volume '{volume}'"))
+    for i, bc in enumerate(case.boundary_conditions):
+        if bc.boundary not in surfaces:
+            problems.append((
+                f"boundary_conditions[{i}].boundary",
+                f"unknown boundary '{bc.boundary}' for this geometry {_suggest(bc.boundary, surfaces)}",
+            ))
+    for i, load in enumerate(case.loads):
+        if load.volume is not None and load.volume not in volumes:
+            problems.append((f"loads[{i}].volume", f"unknown volume '{load.volume}' {_suggest(load.volume, volumes)}"))
+    if case.analysis == "harmonic":
+        for face in (g.INPUT_FACE, g.OUTPUT_FACE):
+            if face not in surfaces:
+                problems.append(("geometry", f"a harmonic analysis needs a '{face}' surface group"))
+    return problems
+
+
+def check_analysis(case: CaseSpec) -> list[Problem]:
+    """Requirements that depend on the analysis type."""
+    problems: list[Problem] = []
+    thermal_only = case.analysis in THERMAL_ANALYSES
+    structural_only = case.analysis in ("static_structural",) + DYNAMIC_ANALYSES
+    for i, bc in enumerate(case.boundary_conditions):
+        if thermal_only and bc.type in STRUCTURAL_BC_TYPES:
+            problems.append((f"boundary_conditions[{i}].type", f"'{bc.type}' is a structural condition; a {case.analysis} analysis has no displacements"))
+        if structural_only and bc.type in THERMAL_BC_TYPES:
+            problems.append((f"boundary_conditions[{i}].type", f"'{bc.type}' is a thermal condition; use a thermal or coupled_thermo_structural analysis"))
+        if bc.type == "weld_interface_heating" and case.weld is None:
+            problems.append((f"boundary_conditions[{i}]", "weld_interface_heating needs the [weld] section"))
+    if case.analysis == "thermal_transient" and case.time is None:
+        problems.append(("time", "a thermal_transient analysis needs the [time] section (end_s, dt_s)"))
+    if case.analysis in DYNAMIC_ANALYSES and case.target_frequency_Hz is None:
+        problems.append(("solver.target_frequency_Hz", f"a {case.analysis} analysis needs a target frequency"))
+    names = [p.name for p in case.probes]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            problems.append((f"probes[{i}].name", f"probe name '{name}' is used twice"))
+    return problems
+
+
+def check_probes_inside(case: CaseSpec) -> list[Problem]:
+    """Probe points must lie in the bounding box of a parametric geometry."""
+    bbox = getattr(case.geometry, "bounding_box", None)
+    if bbox is None:
+        return []
+    (x0, y0, z0), (x1, y1, z1) = bbox()
+    tol = 1e-9
+    problems = []
+    for i, probe in enumerate(case.probes):
+        x, y, z = probe.point
+        if not (x0 - tol <= x <= x1 + tol and y0 - tol <= y <= y1 + tol and z0 - tol <= z <= z1 + tol):
+            problems.append((f"probes[{i}].point", f"{probe.point} lies outside the geometry's bounding box"))
+    return problems
+
+
+def resolve_case_sizes(case: CaseSpec, materials: dict[str, Material]) -> ResolvedSizes:
+    """Mesh sizes of a parametric geometry: the case's settings, defaults from physics.
+
+    The default size resolves the slowest shear wave of the case's materials at the
+    target frequency (the solver's, else the weld's).
+    """
+    settings = case.mesh
+    frequency = case.target_frequency_Hz
+    if settings.size_m is None and frequency is None:
+        # static and thermal cases have no wavelength to resolve: a quarter of the
+        # smallest diameter (or layer), as for dynamic cases
+        settings = settings.model_copy(update={"size_m": case.geometry.min_feature_m() / 4})
+    shear = min((m.shear_speed_m_s for m in materials.values()), default=None)
+    return resolve_sizes(settings, case.geometry, shear, frequency, case.effective_element_order)
+
+
+def check_cell_budget(case: CaseSpec, materials: dict[str, Material]) -> list[Problem]:
+    """Refuse meshes whose estimated cell count exceeds mesh.max_cells."""
+    if not hasattr(case.geometry, "build") or not materials:
+        return []
+    try:
+        sizes = resolve_case_sizes(case, materials)
+        check_cell_limit(case.geometry, sizes)
+    except WeldSimError as exc:
+        message = str(exc)
+        field, sep, rest = message.partition(": ")
+        if sep and field.startswith("mesh.") and " " not in field:
+            return [(field, rest)]
+        return [("mesh", message)]
+    return []
+
+
+def check_case(case: CaseSpec) -> list[Problem]:
+    """Every cross-field problem of a case (empty when the case is sound)."""
+    materials, problems = resolve_case_materials(case)
+    try:
+        groups = case.geometry.groups()
+    except WeldSimError as exc:
+        return problems + [("geometry", str(exc))]
+    problems += check_groups(case, groups)
+    problems += check_analysis(case)
+    problems += check_probes_inside(case)
+    if not problems:
+        problems += check_cell_budget(case, materials)
+    return problems
