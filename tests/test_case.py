@@ -223,3 +223,13 @@ def test_json_schema_lists_the_sections():
     schema = CaseSpec.model_json_schema()
     for key in ("analysis", "geometry", "materials", "boundary_conditions", "solver", "weld", "time"):
         assert key in schema["properties"]
+
+
+def test_individual_foils_take_the_foil_stack_material():
+    data = copy.deepcopy(apply_preset(read_case_data(STACK), None))
+    data["geometry"].update(individual_foils=True, n_foils=3, foil_thickness_m=0.1e-3)
+    case = parse_case(data, EXAMPLES)
+    assert case.geometry.groups()["foil_03"] == 3
+    del data["materials"]["foil_stack"]
+    problems = problems_of(data)
+    assert ("materials", "no material for volume 'foil_01'") in problems

@@ -50,15 +50,30 @@ def resolve_case_materials(case: CaseSpec) -> tuple[dict[str, Material], list[Pr
     return resolved, problems
 
 
+def material_key_for_volume(volume: str, material_keys: Iterable[str]) -> str | None:
+    """The `materials` key that gives a volume its material.
+
+    Individual foils (foil_01, foil_02, ...) take the `foil_stack` material unless a foil
+    is named on its own, so one line covers a stack of 150 foils.
+    """
+    keys = set(material_keys)
+    if volume in keys:
+        return volume
+    if volume.startswith("foil_") and volume[5:].isdigit() and g.FOIL_STACK in keys:
+        return g.FOIL_STACK
+    return None
+
+
 def check_groups(case: CaseSpec, groups: dict[str, int]) -> list[Problem]:
     """Materials cover every volume; boundaries and load volumes exist in the geometry."""
     volumes = {n for n, d in groups.items() if d == g.VOLUME}
     surfaces = {n for n, d in groups.items() if d == g.SURFACE}
     problems: list[Problem] = []
+    used_keys = {material_key_for_volume(v, case.materials) for v in volumes}
     for volume in case.materials:
-        if volume not in volumes:
+        if volume not in volumes and volume not in used_keys:
             problems.append((f"materials.{volume}", f"'{volume}' is not a volume of the geometry {_suggest(volume, volumes)}"))
-    for volume in sorted(volumes - set(case.materials)):
+    for volume in sorted(v for v in volumes if material_key_for_volume(v, case.materials) is None):
         problems.append(("materials", f"no material for volume '{volume}'"))
     for i, bc in enumerate(case.boundary_conditions):
         if bc.boundary not in surfaces:

@@ -332,3 +332,19 @@ def test_checks_catch_unfused_boxes(tmp_path, equal_footprints):
     assert not _faces(mesh.tets["tab"]) & _faces(mesh.tets["foil_stack"])
     if equal_footprints:
         assert _duplicate_node_pairs(mesh) > 0
+
+
+@pytest.mark.gmsh
+def test_cell_estimate_of_individual_foils_within_factor_two(tmp_path):
+    """The cell guard must see the sheets of flat tetrahedra that individual foils need."""
+    import meshio
+
+    from weldsim_hpc.geometry import generate
+    from weldsim_hpc.geometry.sizing import MeshSettings, estimate_cells, resolve_sizes
+
+    p = TabStackParams(n_foils=20, individual_foils=True)
+    sizes = resolve_sizes(MeshSettings(size_m=0.5e-3, refine_size_m=0.25e-3), p)
+    files = generate(p, sizes, tmp_path)
+    actual = sum(len(c.data) for c in meshio.read(files.msh).cells if c.type == "tetra")
+    estimate = estimate_cells(p, sizes)
+    assert 0.5 <= estimate / actual <= 2.0, (estimate, actual)

@@ -31,6 +31,7 @@ from ..errors import MeshError
 # 0.86 and 1.3 (the estimate runs high on fine meshes). Checked in tests/geometry.
 TETS_PER_SIZE_CUBED = 5.5      # tetrahedra per h^3 of volume meshed at size h
 TETS_PER_CURVED_AREA = 4.3     # extra tetrahedra per s^2 of curved surface meshed at size s
+TETS_PER_INTERFACE_AREA = 7.0  # extra tetrahedra per h_r^2 of an internal layer interface
 
 DEFAULT_MAX_CELLS = 1_500_000
 
@@ -129,6 +130,8 @@ def estimate_cells(geometry, sizes: ResolvedSizes) -> int:
     bulk:       k V / h^3
     refinement: the slab of area A_refine and depth d at h_r, the next slab at (h_r + h)/2
     curvature:  c A / s^2 for each curved patch whose size s = 2 pi rho / n is below h
+    thin layers: c_i A / h_r^2 for each internal interface between thin layers (individual
+                foils: each one is a sheet of flat tetrahedra however thin it is)
     Calibrated against gmsh 4.8 (k, c above); good to about a factor of 2.
     """
     h, hr, d = sizes.size_m, sizes.refine_size_m, sizes.refine_distance_m
@@ -144,6 +147,8 @@ def estimate_cells(geometry, sizes: ResolvedSizes) -> int:
         s = 2 * math.pi * radius / sizes.curvature_segments
         if s < h:
             cells += TETS_PER_CURVED_AREA * area * (1 / s**2 - 1 / h**2)
+    for area in getattr(geometry, "internal_interface_areas_m2", list)():
+        cells += TETS_PER_INTERFACE_AREA * area / hr**2
     return int(round(cells))
 
 

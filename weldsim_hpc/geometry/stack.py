@@ -210,6 +210,12 @@ class TabStackParams(BaseModel):
         """Area of the refine surfaces (weld_interface + horn_contact), m²."""
         return self.foil_width_m * self.foil_depth_m + self.horn_tip_width_m * self.horn_tip_depth_m
 
+    def internal_interface_areas_m2(self) -> list[float]:
+        """Areas of the foil-to-foil interfaces (m²), for the cell estimate: none when homogenised."""
+        if not self.individual_foils:
+            return []
+        return [self.foil_width_m * self.foil_depth_m] * (self.n_foils - 1)
+
     def surface_patches(self) -> list:
         """Curved boundary patches for the cell estimate: none, the stack is all boxes."""
         return []
