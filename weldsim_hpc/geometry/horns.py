@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Annotated, Literal, NamedTuple
 
 import numpy as np
@@ -50,7 +51,7 @@ class SurfacePatch(NamedTuple):
     radius_m: float
 
 
-class _Horn(BaseModel):
+class _Horn(BaseModel, ABC):
     """Shared behaviour of the horn families (not a case-file kind itself)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -79,8 +80,9 @@ class _Horn(BaseModel):
         """Area of the weld face (output_face), around which the mesh is refined."""
         return math.pi * (self.diameter_output_m / 2) ** 2
 
-    def _add_occ(self, occ) -> int:  # pragma: no cover - each family overrides
-        raise NotImplementedError
+    @abstractmethod
+    def _add_occ(self, occ) -> int:
+        """Add the solid to the OCC model; return its volume tag (each family defines it)."""
 
 
 class CylinderHorn(_Horn):
@@ -217,9 +219,9 @@ class _TaperedHorn(_Horn):
     def min_feature_m(self) -> float:
         return self.diameter_output_m
 
+    @abstractmethod
     def radius_m(self, z: np.ndarray) -> np.ndarray:
-        """Profile radius r(z) in metres, z in [0, length_m]."""
-        raise NotImplementedError  # pragma: no cover
+        """Profile radius r(z) in metres, z in [0, length_m] (each family defines it)."""
 
     def surface_patches(self) -> list[SurfacePatch]:
         z = np.linspace(0.0, self.length_m, _PATCH_STRIPS + 1)
