@@ -31,3 +31,18 @@ class MaterialError(WeldSimError):
 
 class ExpressionError(WeldSimError):
     """An unsafe, malformed or non-finite expression."""
+
+
+class SolverError(WeldSimError):
+    """The solver failed: no convergence, NaN or divergence (exit code 3 of a run)."""
+
+
+class RunInterrupted(Exception):
+    """The ranks agreed to stop after a signal; a checkpoint was written at `step`.
+
+    Not a WeldSimError: it is the orderly end of an attempt (exit code 4), not a failure.
+    """
+
+    def __init__(self, step: int, t: float):
+        super().__init__(f"interrupted at step {step} (t = {t:g} s); resume with --resume")
+        self.step, self.t = step, t

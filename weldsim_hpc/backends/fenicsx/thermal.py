@@ -58,7 +58,7 @@ from ...case import (
     WeldInterfaceHeatingBC,
 )
 from ...case_checks import material_key_for_volume
-from ...errors import MaterialError, WeldSimError
+from ...errors import MaterialError, SolverError, WeldSimError
 from ...expressions import Expression, as_value
 from ...materials import Material
 from ...physics import thermal as phys
@@ -71,7 +71,26 @@ ProgressCallback = Callable[[int, float, float, str, str, float], None]
 StepCallback = Callable[[int, float, Any], None]
 
 
-class ThermalSolverError(WeldSimError):
+@dataclass(frozen=True)
+class ThermalStepState:
+    """Everything a transient run needs to continue after step `step` (for checkpoints).
+
+    values: T.x.array (owned and ghost entries, this rank's numbering) — a checkpoint
+    stores it in a rank-independent order (`field_order.GlobalOrder`); energy_in_J the
+    cumulative heat input; peaks_K the running peak temperature of each volume group
+    (in `volume_names` order), so metrics over the whole run survive a restart.
+    """
+
+    step: int
+    t: float
+    values: np.ndarray
+    energy_in_J: float
+    peaks_K: np.ndarray
+    volume_names: tuple[str, ...] = ()
+    n_steps: int = 0
+
+
+class ThermalSolverError(SolverError):
     """The linear solver did not converge (or the problem is ill-posed)."""
 
 
@@ -191,13 +210,18 @@ def heat_content_J(T: Any, rho_c: Any, T0: float, quadrature_degree: int | None 
 # --- the solver ----------------------------------------------------------------------
 def solve_thermal(fmesh: Any, comm: Any, case: CaseSpec, materials_by_volume: Mapping[str, Material],
                   *, on_progress: ProgressCallback | None = None,
-                  on_step: StepCallback | None = None) -> ThermalResult:
+                  on_step: StepCallback | None = None,
+                  on_step_state: Callable[[ThermalStepState, Any], None] | None = None,
+                  start: ThermalStepState | None = None) -> ThermalResult:
     """Collective: solve case.analysis ('thermal_steady' or 'thermal_transient'; any other
     analysis is solved as steady, e.g. the thermal half of a coupled run) on `fmesh`
     (a `mesh_io.FenicsxMesh`).
 
     materials_by_volume maps volume group (or case material key: foil_stack covers
-    foil_01 …) to Material. Raises WeldSimError subclasses with the field path on bad
+    foil_01 …) to Material. A transient run continues from `start` (a state handed to
+    `on_step_state(state, T)` by an earlier run on any number of ranks, values already in
+    this rank's numbering); `on_step_state` is called after every step, where the caller
+    may checkpoint, or stop the run by raising. Raises WeldSimError subclasses with the field path on bad
     input, ThermalSolverError when CG does not converge.
     """
     import ufl
@@ -392,9 +416,20 @@ def solve_thermal(fmesh: Any, comm: Any, case: CaseSpec, materials_by_volume: Ma
         a_form = fem.form(idt * mass + theta * stiffness)
         A = None
         dt_assembled = None
+        first = 1
+        if start is not None:
+            if not (0 <= start.step < n and math.isclose(grid[start.step], start.t, rel_tol=1e-12, abs_tol=1e-15)):
+                raise WeldSimError(f"the checkpoint (step {start.step}, t = {start.t:g} s) does not "
+                                   "lie on this case's time grid")
+            T.x.array[:] = start.values
+            T.x.scatter_forward()
+            first = start.step + 1
+            tracker.peak = np.array(start.peaks_K, dtype=float).copy()
+            times, T_max, contents, energy = [start.t], [tracker.update(T)], [content()], [start.energy_in_J]
+            update_values(start.t, force=True)
         F_old = prescribed()
         heat_in = 0.0
-        for k in range(1, n + 1):
+        for k in range(first, n + 1):
             t_old, t = grid[k - 1], grid[k]
             dt = t - t_old
             state.update(step=k, t=t, percent=100.0 * (k - 1) / n)
@@ -428,6 +463,9 @@ def solve_thermal(fmesh: Any, comm: Any, case: CaseSpec, materials_by_volume: Ma
             energy.append(energy[-1] + dt * heat_in)
             if on_step is not None:
                 on_step(k, t, T)
+            if on_step_state is not None:
+                on_step_state(ThermalStepState(k, t, T.x.array.copy(), energy[-1], tracker.peak.copy(),
+                                               tuple(tracker.names), n), T)
             if on_progress is not None:
                 on_progress(k, t, 100.0 * k / n, phase,
                             f"step {k}/{n}: t = {t:.6g} s, T_max = {T_max[-1]:.2f} K",
