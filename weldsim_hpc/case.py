@@ -37,6 +37,7 @@ from .expressions import validate_scalar_or_expression
 from .geometry import HornParams, TabStackParams
 from .geometry.mesh_file import MeshFileGeometry
 from .geometry.sizing import MeshSettings
+from .petsc_options import key_problem, value_problem
 
 AnalysisType = Literal[
     "thermal_steady",
@@ -184,6 +185,25 @@ Load = Annotated[Union[BodyForceLoad, HeatSourceLoad, TemperatureFieldLoad], Fie
 
 
 # --- settings sections -----------------------------------------------------------------
+def _petsc_key(key: str) -> str:
+    problem = key_problem(key)
+    if problem:
+        raise ValueError(problem)
+    return key
+
+
+def _petsc_value(value: Any) -> Any:
+    problem = value_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+# per key and per value, so an error's path names the option: solver.petsc_options.ksp_view
+PetscKey = Annotated[str, AfterValidator(_petsc_key)]
+PetscOptionValue = Annotated[Union[bool, int, float, str], BeforeValidator(_petsc_value)]  # one error per bad value
+
+
 class SolverSettings(_Strict):
     backend: Literal["auto", "fenicsx", "scipy", "preview"] = "auto"
     ranks: PositiveInt = 1
@@ -192,6 +212,10 @@ class SolverSettings(_Strict):
     max_iterations: PositiveInt = 1000
     modes_wanted: PositiveInt = Field(10, le=200)
     target_frequency_Hz: PositiveFloat | None = None
+    petsc_options: dict[PetscKey, PetscOptionValue] = Field(
+        default_factory=dict,
+        description="extra PETSc options without the dash (ksp_type, pc_type, tolerances …); "
+                    "options that write files, views or monitors are refused (see petsc_options.py)")
 
 
 class TimeSettings(_Strict):

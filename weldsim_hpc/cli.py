@@ -135,3 +135,126 @@ def mesh(case_file: Path, preset: str | None, out_dir: Path) -> None:
     info = mesh_info(mesh_data)
     console.print(_table(f"Mesh of {case.name}", ["quantity", "value"], info.as_rows()))
     console.print(f"mesh written to {mesh_dir} (ParaView opens mesh.xdmf)")
+
+
+# --- running a case: `weldsim run` and `weldsim resume` ------------------------------------
+# This process never imports mpi4py or dolfinx: it launches the MPI job (see launch.py).
+
+
+def _follow(paths, ranks: int, resume: bool) -> int:
+    """Launch the entry point for `paths`, show a live progress bar, return its exit code.
+
+    Ctrl-C asks the job to stop (`launch.cancel`: it writes a checkpoint and exits 4); a second Ctrl-C stops following and leaves the job running.
+    """
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    from .launch import LAUNCHER_LOG, cancel, launch, watch
+
+    proc = launch(paths.root, ranks, resume=resume)
+    console.print(f"started {'resumed ' if resume else ''}run [bold]{paths.run_id}[/] on {ranks} rank(s), "
+                  f"pid {proc.pid} (launcher output: {paths.root / LAUNCHER_LOG})", highlight=False, soft_wrap=True)
+    columns = (TextColumn("[bold]{task.fields[phase]:<18}"), BarColumn(), TaskProgressColumn(),
+               TimeElapsedColumn(), TextColumn("{task.fields[note]}"))
+    finals: list[dict] = []
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("run", total=100.0, phase="starting", note="")
+
+        def on_message(msg: dict) -> None:
+            if msg["type"] == "progress":
+                bar.update(task, completed=msg["percent"] or 0.0, phase=msg["phase"][:18],
+                           note=(msg["message"] or "")[:60])
+            else:
+                finals.append(msg)
+                if msg["type"] == "completed":
+                    bar.update(task, completed=100.0, phase="completed", note="")
+                else:
+                    bar.update(task, phase=msg.get("status", "error"), note="")
+
+        try:
+            code = watch(paths.root, proc, on_message)
+        except KeyboardInterrupt:
+            err_console.print("interrupt: asking the job to checkpoint and stop (Ctrl-C again to detach)…")
+            cancel(proc)
+            try:
+                code = watch(paths.root, proc, on_message)
+            except KeyboardInterrupt:
+                err_console.print(f"detached; the job (pid {proc.pid}) keeps running in {paths.root}")
+                return 130
+    for msg in finals:
+        if msg["type"] == "error":
+            err_console.print(f"[bold red]{msg.get('status', 'error')}[/]: ", end="")
+            err_console.print(msg["error"], markup=False, highlight=False, soft_wrap=True)
+    return code
+
+
+def _report(paths, code: int) -> None:
+    """Metrics table and ParaView files after a completed run; the resume hint after exit 4."""
+    from .launch import EXIT_INTERRUPTED, EXIT_MEANINGS
+    from .results import METRICS_TABLE_COLUMNS, MetricError, metrics_table_rows, read_metrics
+
+    if code == 0:
+        try:
+            rows = metrics_table_rows(read_metrics(paths))
+        except MetricError as exc:
+            err_console.print(f"[yellow]no metrics[/]: {exc}", highlight=False, soft_wrap=True)
+        else:
+            console.print(_table(f"Metrics of run {paths.run_id}", list(METRICS_TABLE_COLUMNS), rows))
+        for label, path in (("ParaView", paths.fields_pvd), ("XDMF", paths.fields_xdmf)):
+            if path.exists():
+                console.print(f"{label}: {path}", highlight=False, soft_wrap=True)
+        console.print(f"[green]completed[/]: {paths.root}", highlight=False, soft_wrap=True)
+        return
+    meaning = EXIT_MEANINGS.get(code, "unexpected exit")
+    err_console.print(f"[bold red]run {paths.run_id} ended with exit code {code}[/] ({meaning}); "
+                      f"logs: {paths.solver_log}, {paths.root / 'launcher.log'}", highlight=False, soft_wrap=True)
+    if code == EXIT_INTERRUPTED:
+        err_console.print(f"resume it with: weldsim resume {paths.root}", highlight=False, soft_wrap=True)
+
+
+np_option = click.option("--np", "ranks", type=click.IntRange(min=1), default=None,
+                         help="MPI ranks (default: the case's solver.ranks)")
+
+
+@main.command("run")
+@case_argument
+@preset_option
+@np_option
+@click.option("--backend", type=click.Choice(["auto", "fenicsx", "scipy", "preview"]), default=None,
+              help="override the case's solver.backend")
+@click.option("--out", "out_dir", default=Path("runs"), show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="runs root; the run goes to OUT/<run id>")
+@_user_errors
+def run_case(case_file: Path, preset: str | None, ranks: int | None, backend: str | None, out_dir: Path) -> None:
+    """Validate, prepare and run a case on N ranks; show progress, then the metrics.
+
+    Exit code: 0 completed, 2 invalid case, 3 solver failed, 4 interrupted (resumable).
+    """
+    from .backends.registry import select_backend
+    from .case_io import load_case
+    from .prepare import prepare_run
+
+    case = load_case(case_file, preset)
+    chosen = select_backend(backend or case.solver.backend, case.analysis)
+    case = case.model_copy(update={"solver": case.solver.model_copy(update={"backend": chosen})})
+    console.print(f"[green]valid[/]: {case.name} ({case.analysis}, backend {chosen})", highlight=False, soft_wrap=True)
+    with console.status("preparing the run directory (geometry, mesh)…"):
+        paths = prepare_run(case, out_dir, ranks=ranks)
+    code = _follow(paths, ranks or case.solver.ranks, resume=False)
+    _report(paths, code)
+    sys.exit(code)
+
+
+@main.command("resume")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@np_option
+@_user_errors
+def resume_run(run_dir: Path, ranks: int | None) -> None:
+    """Continue an interrupted run from its last checkpoint (optionally on another --np)."""
+    from .launch import set_run_ranks
+    from .run_paths import RunPaths
+
+    paths = RunPaths.from_dir(run_dir)
+    ranks = set_run_ranks(paths, ranks)
+    code = _follow(paths, ranks, resume=True)
+    _report(paths, code)
+    sys.exit(code)

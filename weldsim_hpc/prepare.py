@@ -302,14 +302,3 @@ def run_materials(case: CaseSpec) -> dict[str, Material]:
         raise CaseValidationError(problems)
     return materials
 
-
-def set_run_ranks(paths: RunPaths, ranks: int) -> None:
-    """Change the rank count of a prepared run (a resume on another number of ranks).
-
-    `solver.ranks` is left out of the case hash, so checkpoints stay valid.
-    """
-    if not isinstance(ranks, int) or ranks < 1:
-        raise CaseValidationError([("solver.ranks", f"must be a positive whole number, not {ranks!r}")])
-    data = json.loads(paths.case_json.read_text(encoding="utf-8"))
-    data.setdefault("solver", {})["ranks"] = ranks
-    write_json_atomic(paths.case_json, data)

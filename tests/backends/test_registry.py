@@ -1,0 +1,74 @@
+"""The backend registry: availability by find_spec (never an import), selection and its errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from weldsim_hpc.backends import registry
+from weldsim_hpc.backends.registry import BACKENDS, BackendError, available_backends, select_backend
+
+NOW = ("thermal_steady", "thermal_transient", "static_structural", "coupled_thermo_structural")
+
+
+@pytest.fixture
+def without(monkeypatch):
+    """without(*modules): make find_spec miss those modules."""
+    def hide(*modules):
+        real = registry._module_found
+        monkeypatch.setattr(registry, "_module_found", lambda name: name not in modules and real(name))
+    return hide
+
+
+def test_only_real_backends_are_registered():
+    assert list(BACKENDS) == ["fenicsx"]
+    assert BACKENDS["fenicsx"].analyses == NOW and BACKENDS["fenicsx"].parallel
+
+
+@pytest.mark.parametrize("analysis", NOW)
+def test_auto_picks_fenicsx_where_dolfinx_is_installed(analysis):
+    assert available_backends() == ["fenicsx"]
+    assert select_backend("auto", analysis) == "fenicsx"
+    assert select_backend("fenicsx", analysis) == "fenicsx"
+
+
+def test_availability_check_imports_nothing():
+    code = ("import sys; from weldsim_hpc.backends.registry import available_backends as a; a(); "
+            "print([m for m in ('dolfinx', 'petsc4py', 'mpi4py') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_explicit_fenicsx_without_dolfinx_is_an_error_not_a_switch(without):
+    without("dolfinx")
+    assert available_backends() == []
+    with pytest.raises(BackendError, match="'fenicsx' needs dolfinx.*python3-dolfinx"):
+        select_backend("fenicsx", "thermal_steady")
+
+
+def test_auto_without_any_backend_names_the_analysis_and_what_is_missing(without):
+    without("dolfinx")
+    with pytest.raises(BackendError, match="no available backend supports analysis 'thermal_steady'.*fenicsx "
+                                           r"\(needs dolfinx\)"):
+        select_backend("auto", "thermal_steady")
+
+
+@pytest.mark.parametrize("analysis", ["modal", "harmonic"])
+def test_analysis_no_backend_supports_is_named(analysis):
+    with pytest.raises(BackendError, match=f"no available backend supports analysis '{analysis}'"):
+        select_backend("auto", analysis)
+    with pytest.raises(BackendError, match=f"'fenicsx' does not support analysis '{analysis}'"):
+        select_backend("fenicsx", analysis)
+
+
+@pytest.mark.parametrize("name", ["scipy", "preview"])
+def test_known_but_unimplemented_backends_are_refused(name):
+    with pytest.raises(BackendError, match=f"'{name}' is not implemented yet.*implemented: fenicsx"):
+        select_backend(name, "thermal_steady")
+
+
+def test_unknown_backend_lists_the_valid_names():
+    with pytest.raises(BackendError, match="unknown backend 'abaqus' \\(valid: auto, fenicsx, scipy, preview\\)"):
+        select_backend("abaqus", "thermal_steady")
