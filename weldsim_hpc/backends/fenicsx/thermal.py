@@ -63,6 +63,7 @@ from ...expressions import Expression, as_value
 from ...materials import Material
 from ...physics import thermal as phys
 from . import compat
+from .petsc_setup import configure_ksp
 
 #: on_progress(step, t_s, percent, phase, message, residual) — from the KSP monitor (every
 #: iteration: rate-limit in the callback) and once per time step
@@ -337,6 +338,7 @@ def solve_thermal(fmesh: Any, comm: Any, case: CaseSpec, materials_by_volume: Ma
         pc.setType("gamg")
     ksp.setTolerances(rtol=case.solver.rtol, atol=case.solver.atol, max_it=case.solver.max_iterations)
     ksp.setInitialGuessNonzero(True)  # the previous increment
+    configure_ksp(ksp, case.solver.petsc_options, "weldsim_thermal_")
     state = {"step": 0, "t": 0.0, "percent": 0.0}
     phase = case.analysis if transient else "thermal_steady"
     if on_progress is not None:
