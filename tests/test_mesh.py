@@ -378,7 +378,7 @@ def test_dolfinx_reads_mesh_dir_one_rank(tmp_path):
         import json, numpy as np
         from mpi4py import MPI
         from weldsim_hpc.backends.fenicsx.mesh_io import read_mesh, owned_facet_area
-        m, ct, ft, groups = read_mesh({str(out)!r}, MPI.COMM_WORLD)
+        m, ct, ft, groups = read_mesh({str(out)!r}, MPI.COMM_WORLD)[:4]
         print(json.dumps({{"cells": m.topology.index_map(3).size_local,
                           "ctags": np.unique(ct.values).tolist(), "nct": len(ct.indices),
                           "nft": len(ft.indices), "groups": groups,
@@ -392,3 +392,144 @@ def test_dolfinx_reads_mesh_dir_one_rank(tmp_path):
     assert res["nft"] == len(b.facets)
     assert {k: tuple(v) for k, v in res["groups"].items()} == b.groups
     assert res["area"] == pytest.approx(0.03 * 0.02, rel=1e-12)
+
+
+# ------------------------------------------------------------------ edge and point groups
+
+EDGE_BOX = (0.03, 0.02, 0.01)  # box for the edge/point groups: x 30 mm, y 20 mm, z 10 mm
+
+
+def build_box_with_edge_groups(path, *, version: float = 4.1, size: float = 0.004) -> Path:
+    """gmsh box with groups block (3), bottom (2), hold_edge (1: the edges y=0,z=0 and
+    x=X,y=0 — 40 mm long) and corners (0: (0,0,0) and (X,Y,Z)). Call on one rank only."""
+    import gmsh
+
+    X, Y, Z = EDGE_BOX
+    gmsh.initialize()
+    try:
+        gmsh.option.setNumber("General.Terminal", 0)
+        gmsh.model.add("edges")
+        vol = gmsh.model.occ.addBox(0, 0, 0, X, Y, Z)
+        gmsh.model.occ.synchronize()
+
+        def entities(dim, lo, hi):
+            eps = 1e-6  # OCC bounding boxes carry a ~1e-7 m tolerance
+            return [t for _, t in gmsh.model.getEntitiesInBoundingBox(
+                lo[0] - eps, lo[1] - eps, lo[2] - eps, hi[0] + eps, hi[1] + eps, hi[2] + eps, dim)]
+
+        groups = [(3, [vol], "block"), (2, entities(2, (0, 0, 0), (X, Y, 0)), "bottom"),
+                  (1, entities(1, (0, 0, 0), (X, 0, 0)) + entities(1, (X, 0, 0), (X, 0, Z)), "hold_edge"),
+                  (0, entities(0, (0, 0, 0), (0, 0, 0)) + entities(0, (X, Y, Z), (X, Y, Z)), "corners")]
+        for dim, tags, name in groups:
+            assert tags, name
+            gmsh.model.setPhysicalName(dim, gmsh.model.addPhysicalGroup(dim, tags, 10 + dim), name)
+        gmsh.option.setNumber("Mesh.MeshSizeMax", size)
+        gmsh.model.mesh.generate(3)
+        gmsh.option.setNumber("Mesh.MshFileVersion", version)
+        gmsh.write(str(path))
+    finally:
+        gmsh.finalize()
+    return Path(path)
+
+
+def _old_digest(m: M.MeshData) -> str:
+    """The digest formula from before edge/point groups existed (five arrays + groups)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in ("points", "cells", "cell_tags", "facets", "facet_tags"):
+        arr = getattr(m, a)
+        h.update(f"{a}{arr.dtype.str}{arr.shape}".encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(json.dumps(sorted(m.groups.items())).encode())
+    return h.hexdigest()
+
+
+@pytest.mark.gmsh
+@pytest.mark.parametrize("version", [4.1, 2.2])
+def test_edge_and_point_groups_round_trip(tmp_path, version):
+    X, Y, Z = EDGE_BOX
+    path = build_box_with_edge_groups(tmp_path / "box.msh", version=version)
+    assert M.read_msh_group_names(path) == {"block": 3, "bottom": 2, "hold_edge": 1, "corners": 0}
+    data = M.read_msh(path)
+    assert data.groups == {"block": (3, 13), "bottom": (2, 12), "hold_edge": (1, 11), "corners": (0, 10)}
+    assert data.edges.shape[1] == 2 and len(data.edges) >= 10 and set(data.edge_tags) == {11}
+    p = data.points
+    on_edge = ((np.abs(p[data.edges][:, :, 1]) < 1e-12)
+               & ((np.abs(p[data.edges][:, :, 2]) < 1e-12) | (np.abs(p[data.edges][:, :, 0] - X) < 1e-12)))
+    assert on_edge.all()
+    assert M.edge_lengths(p, data.edges).sum() == pytest.approx(X + Z, rel=1e-12)
+    assert sorted(map(tuple, p[data.vertices].tolist())) == [(0.0, 0.0, 0.0), (X, Y, Z)]
+    assert np.array_equal(data.vertex_tags, [10, 10])
+
+    out = M.write_mesh_dir(data, tmp_path / "mesh")
+    xdmf = (out / "mesh.xdmf").read_text()
+    assert 'Name="edge_tags"' in xdmf and 'TopologyType="Polyline"' in xdmf
+    assert 'Name="point_tags"' in xdmf and 'TopologyType="Polyvertex"' in xdmf
+    back = M.read_mesh_dir(out)
+    assert back.equals(data) and back.digest() == data.digest()
+    assert data.digest() != _old_digest(data)  # edges and points count when present
+    assert json.loads((out / "groups.json").read_text())["hold_edge"] == {"dim": 1, "tag": 11}
+
+    info = {g.name: g for g in M.mesh_info(back).groups}
+    assert info["hold_edge"].dim == 1 and info["hold_edge"].measure == pytest.approx(X + Z, rel=1e-12)
+    assert info["corners"].count == 2 and info["bottom"].measure == pytest.approx(X * Y, rel=1e-12)
+    rows = dict(M.mesh_info(back).as_rows())
+    assert "edge 'hold_edge' (tag 11)" in rows and rows["point 'corners' (tag 10)"] == "2 nodes"
+
+
+def test_meshes_without_edge_groups_keep_layout_and_digest(tmp_path):
+    b = box_mesh()
+    assert b.digest() == _old_digest(b)
+    out = M.write_mesh_dir(b, tmp_path / "mesh")
+    assert "edge_tags" not in (out / "mesh.xdmf").read_text()
+    assert "point_tags" not in (out / "mesh.xdmf").read_text()
+    back = M.read_mesh_dir(out)
+    assert back.edges.shape == (0, 2) and back.vertices.shape == (0,)
+    assert back.digest() == b.digest()
+
+
+def test_edge_and_point_tags_validated():
+    b = box_mesh()
+    groups = {**b.groups, "e": (1, 5), "p": (0, 5)}
+    ok = M.MeshData(b.points, b.cells, b.cell_tags, b.facets, b.facet_tags, groups,
+                    b.cells[:2, :2], [5, 5], [0, 1], [5, 5])
+    assert len(ok.edges) == 2 and ok.group_names(1) == ["e"] and ok.tag("p", 0) == 5
+    with pytest.raises(MeshError, match="edges carry tags \\[6\\] that no edge group names"):
+        M.MeshData(b.points, b.cells, b.cell_tags, b.facets, b.facet_tags, groups, b.cells[:1, :2], [6])
+    with pytest.raises(MeshError, match="vertices refer to nodes outside"):
+        M.MeshData(b.points, b.cells, b.cell_tags, b.facets, b.facet_tags, groups, vertices=[10**6], vertex_tags=[5])
+    with pytest.raises(MeshError, match="no edge group 'x'"):
+        ok.tag("x", 1)
+
+
+@pytest.mark.gmsh
+def test_displacement_may_hold_an_edge_but_pressure_may_not(tmp_path):
+    """check_groups: fixed/displacement accept surface, edge and point groups; the others
+    need a surface, and the message names the index and the group's dimension."""
+    from weldsim_hpc.case import CaseSpec
+    from weldsim_hpc.case_checks import check_groups
+
+    path = build_box_with_edge_groups(tmp_path / "box.msh")
+    data = {
+        "name": "edge groups",
+        "analysis": "static_structural",
+        "geometry": {"kind": "mesh_file", "path": str(path)},
+        "materials": {"block": "ti6al4v"},
+        "boundary_conditions": [
+            {"boundary": "hold_edge", "type": "displacement", "value": [None, None, 0.0]},
+            {"boundary": "corners", "type": "fixed"},
+            {"boundary": "bottom", "type": "pressure", "value": 1e6},
+            {"boundary": "hold_edge", "type": "pressure", "value": 1e6},
+            {"boundary": "block", "type": "fixed"},
+            {"boundary": "hold_edeg", "type": "fixed"},
+        ],
+    }
+    case = CaseSpec.model_validate(data)
+    problems = dict(check_groups(case, case.geometry.groups()))
+    assert set(problems) == {f"boundary_conditions[{i}].boundary" for i in (3, 4, 5)}, problems
+    assert "'hold_edge' is an edge group (dim 1)" in problems["boundary_conditions[3].boundary"]
+    assert "needs a surface group (dim 2)" in problems["boundary_conditions[3].boundary"]
+    assert "'block' is a volume group (dim 3)" in problems["boundary_conditions[4].boundary"]
+    assert "unknown boundary 'hold_edeg'" in problems["boundary_conditions[5].boundary"]
+    assert "did you mean 'hold_edge'" in problems["boundary_conditions[5].boundary"]

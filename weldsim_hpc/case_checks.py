@@ -64,8 +64,37 @@ def material_key_for_volume(volume: str, material_keys: Iterable[str]) -> str | 
     return None
 
 
+#: boundary types that may act on an edge (dim 1) or point (dim 0) group as well as a surface
+_ANY_DIM_BC_TYPES = ("fixed", "displacement")
+_DIM_NAMES = {3: "a volume", 2: "a surface", 1: "an edge", 0: "a point"}
+
+
+def _boundary_problem(bc_type: str, name: str, groups: dict[str, int]) -> str | None:
+    """Why a condition of `bc_type` cannot act on group `name`, or None.
+
+    fixed / displacement may name a surface, edge or point group (NAFEMS LE10 holds one
+    edge); every other condition needs a surface (dim 2).
+    """
+    allowed = (2, 1, 0) if bc_type in _ANY_DIM_BC_TYPES else (2,)
+    candidates = {n for n, d in groups.items() if d in allowed}
+    if name not in groups:
+        return f"unknown boundary '{name}' for this geometry {_suggest(name, candidates)}"
+    dim = groups[name]
+    if dim in allowed:
+        return None
+    if bc_type in _ANY_DIM_BC_TYPES:
+        need = "a surface, edge or point group (dim 2, 1 or 0)"
+    else:
+        need = "a surface group (dim 2); only fixed and displacement conditions may act on edges or points"
+    return (f"'{name}' is {_DIM_NAMES.get(dim, f'a dim-{dim}')} group (dim {dim}); "
+            f"a {bc_type} condition needs {need} {_suggest(name, candidates)}")
+
+
 def check_groups(case: CaseSpec, groups: dict[str, int]) -> list[Problem]:
-    """Materials cover every volume; boundaries and load volumes exist in the geometry."""
+    """Materials cover every volume; boundaries and load volumes exist in the geometry.
+
+    `groups`: name -> dim (3 volume, 2 surface, 1 edge, 0 point).
+    """
     volumes = {n for n, d in groups.items() if d == g.VOLUME}
     surfaces = {n for n, d in groups.items() if d == g.SURFACE}
     problems: list[Problem] = []
@@ -76,11 +105,9 @@ def check_groups(case: CaseSpec, groups: dict[str, int]) -> list[Problem]:
     for volume in sorted(v for v in volumes if material_key_for_volume(v, case.materials) is None):
         problems.append(("materials", f"no material for volume '{volume}'"))
     for i, bc in enumerate(case.boundary_conditions):
-        if bc.boundary not in surfaces:
-            problems.append((
-                f"boundary_conditions[{i}].boundary",
-                f"unknown boundary '{bc.boundary}' for this geometry {_suggest(bc.boundary, surfaces)}",
-            ))
+        problem = _boundary_problem(bc.type, bc.boundary, groups)
+        if problem:
+            problems.append((f"boundary_conditions[{i}].boundary", problem))
     for i, load in enumerate(case.loads):
         if load.volume is not None and load.volume not in volumes:
             problems.append((f"loads[{i}].volume", f"unknown volume '{load.volume}' {_suggest(load.volume, volumes)}"))

@@ -5,13 +5,17 @@ previews) needs the same mesh with the same *named* groups, and only dolfinx can
 mesh in parallel. So a mesh is converted once, here, into a run's ``mesh/`` directory:
 
     mesh.xdmf   three Uniform grids: ``mesh`` (tetrahedra), ``cell_tags`` and
-                ``facet_tags`` (triangles); ParaView opens it, dolfinx reads it on any
-                number of ranks (`weldsim_hpc.backends.fenicsx.mesh_io.read_mesh`)
+                ``facet_tags`` (triangles), plus ``edge_tags`` (Polyline, 2 nodes) and
+                ``point_tags`` (Polyvertex) only when the mesh has edge / point groups;
+                ParaView opens it, dolfinx reads it on any number of ranks
+                (`weldsim_hpc.backends.fenicsx.mesh_io.read_mesh`)
     mesh.h5     the arrays (written with serial h5py)
-    groups.json {"name": {"dim": 3|2, "tag": int}} — dolfinx's XDMF carries no names
+    groups.json {"name": {"dim": 3|2|1|0, "tag": int}} — dolfinx's XDMF carries no names
 
 Only linear tetrahedra are supported for now; every cell carries one volume group and a
 facet belongs to at most one surface group (anything else is an error, not a guess).
+Edge (dim 1) and point (dim 0) groups — e.g. the mid-plane edge that NAFEMS LE10 holds —
+name mesh edges and mesh vertices; each belongs to at most one group of its dimension.
 Importing this module needs numpy only: meshio, h5py and gmsh are imported when used,
 dolfinx never (it lives in `backends/fenicsx`).
 """
@@ -35,9 +39,18 @@ MESH_H5 = "mesh.h5"
 GROUPS_JSON = "groups.json"
 #: names of the XDMF grids (what dolfinx's read_mesh / read_meshtags are asked for)
 GRID_MESH, GRID_CELL_TAGS, GRID_FACET_TAGS = "mesh", "cell_tags", "facet_tags"
+#: optional grids, written only when the mesh has edge / point groups
+GRID_EDGE_TAGS, GRID_POINT_TAGS = "edge_tags", "point_tags"
 ELEMENT_TYPE = "tetra"
 
-_VOLUME, _SURFACE = 3, 2
+_VOLUME, _SURFACE, _EDGE, _POINT = 3, 2, 1, 0
+_DIMS = (_VOLUME, _SURFACE, _EDGE, _POINT)
+_KIND = {_VOLUME: "volume", _SURFACE: "surface", _EDGE: "edge", _POINT: "point"}
+#: (array, tag array) of MeshData per group dimension
+_ARRAYS = {_VOLUME: ("cells", "cell_tags"), _SURFACE: ("facets", "facet_tags"),
+           _EDGE: ("edges", "edge_tags"), _POINT: ("vertices", "vertex_tags")}
+#: arrays hashed only when non-empty, so meshes without edge/point groups keep their digest
+_OPTIONAL = ("edges", "edge_tags", "vertices", "vertex_tags")
 _KEY_LIMIT = 2_000_000  # node count below which a sorted triangle fits one int64 key
 _UNSUPPORTED_VOLUME = {
     "hexahedron": "hexahedral", "hexahedron20": "hexahedral", "hexahedron27": "hexahedral",
@@ -56,7 +69,10 @@ class MeshData:
 
     points (n, 3) float64; cells (m, 4) int64; cell_tags (m,) int32 — every cell has one
     volume tag; facets (k, 3) int64 — tagged boundary/interface triangles only;
-    facet_tags (k,) int32; groups: name -> (dim, tag), dim 3 for volumes, 2 for surfaces.
+    facet_tags (k,) int32; groups: name -> (dim, tag), dim 3 for volumes, 2 for surfaces,
+    1 for edges, 0 for points. Optional (default empty): edges (e, 2) int64 — tagged mesh
+    edges (segments between two mesh nodes) — with edge_tags (e,) int32, and vertices (v,)
+    int64 — tagged mesh nodes — with vertex_tags (v,) int32.
     Compare two meshes with `equals` (arrays make ``==`` ambiguous).
     """
 
@@ -66,6 +82,10 @@ class MeshData:
     facets: np.ndarray
     facet_tags: np.ndarray
     groups: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    edges: np.ndarray = field(default_factory=lambda: np.empty((0, 2), np.int64))
+    edge_tags: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
+    vertices: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    vertex_tags: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
 
     def __post_init__(self) -> None:
         def frozen(name: str, dtype: Any, shape: tuple) -> np.ndarray:
@@ -83,25 +103,30 @@ class MeshData:
         ctags = frozen("cell_tags", np.int32, (len(cells),))
         facets = frozen("facets", np.int64, (None, 3))
         ftags = frozen("facet_tags", np.int32, (len(facets),))
+        edges = frozen("edges", np.int64, (None, 2))
+        etags = frozen("edge_tags", np.int32, (len(edges),))
+        verts = frozen("vertices", np.int64, (None,))
+        vtags = frozen("vertex_tags", np.int32, (len(verts),))
         groups = {str(k): (int(v[0]), int(v[1])) for k, v in dict(self.groups).items()}
         object.__setattr__(self, "groups", groups)
         if not np.isfinite(pts).all():
             raise MeshError("mesh points contain NaN or infinite coordinates")
-        for name, conn in (("cells", cells), ("facets", facets)):
+        for name, conn in (("cells", cells), ("facets", facets), ("edges", edges), ("vertices", verts)):
             if conn.size and (conn.min() < 0 or conn.max() >= len(pts)):
                 raise MeshError(f"mesh {name} refer to nodes outside 0..{len(pts) - 1}")
         seen: dict[tuple[int, int], str] = {}
         for name, key in groups.items():
-            if key[0] not in (_VOLUME, _SURFACE):
-                raise MeshError(f"group '{name}': dimension {key[0]} (expected 3 or 2)")
+            if key[0] not in _DIMS:
+                raise MeshError(f"group '{name}': dimension {key[0]} (expected 3, 2, 1 or 0)")
             if key in seen:
                 raise MeshError(f"groups '{seen[key]}' and '{name}' share dim {key[0]}, tag {key[1]}")
             seen[key] = name
-        for dim, tags, what in ((_VOLUME, ctags, "cells"), (_SURFACE, ftags, "facets")):
+        for dim, tags, what in ((_VOLUME, ctags, "cells"), (_SURFACE, ftags, "facets"),
+                                (_EDGE, etags, "edges"), (_POINT, vtags, "vertices")):
             known = np.array([t for d, t in groups.values() if d == dim], dtype=np.int32)
             bad = np.unique(tags[~np.isin(tags, known)])
             if bad.size:
-                raise MeshError(f"{what} carry tags {bad.tolist()} that no {'volume' if dim == 3 else 'surface'} group names")
+                raise MeshError(f"{what} carry tags {bad.tolist()} that no {_KIND[dim]} group names")
 
     @property
     def n_nodes(self) -> int:
@@ -112,14 +137,14 @@ class MeshData:
         return len(self.cells)
 
     def group_names(self, dim: int) -> list[str]:
-        """Group names of one dimension (3 volumes, 2 surfaces), in tag order."""
+        """Group names of one dimension (3 volumes, 2 surfaces, 1 edges, 0 points), in tag order."""
         return [n for n, (d, t) in sorted(self.groups.items(), key=lambda kv: kv[1]) if d == dim]
 
     def tag(self, name: str, dim: int | None = None) -> int:
         """Tag of group `name` (checked against `dim` if given); MeshError lists the known names."""
         key = self.groups.get(name)
         if key is None or (dim is not None and key[0] != dim):
-            kinds = {3: "volume", 2: "surface"}
+            kinds = _KIND
             known = ", ".join(sorted(n for n, (d, _) in self.groups.items() if dim in (None, d)))
             raise MeshError(f"the mesh has no {kinds.get(dim, '')} group '{name}' (it has: {known})".replace("no  ", "no "))
         return key[1]
@@ -128,14 +153,20 @@ class MeshData:
         """Same arrays (exactly) and same groups."""
         return self.groups == other.groups and all(
             np.array_equal(getattr(self, a), getattr(other, a))
-            for a in ("points", "cells", "cell_tags", "facets", "facet_tags")
+            for a in ("points", "cells", "cell_tags", "facets", "facet_tags") + _OPTIONAL
         )
 
     def digest(self) -> str:
-        """sha256 of arrays and groups: the 'mesh hash' of provenance and checkpoints."""
+        """sha256 of arrays and groups: the 'mesh hash' of provenance and checkpoints.
+
+        Edge and vertex arrays count only when non-empty, so a mesh without edge or point
+        groups hashes as it did before they existed.
+        """
         h = hashlib.sha256()
-        for a in ("points", "cells", "cell_tags", "facets", "facet_tags"):
+        for a in ("points", "cells", "cell_tags", "facets", "facet_tags") + _OPTIONAL:
             arr = getattr(self, a)
+            if a in _OPTIONAL and not arr.size:
+                continue
             h.update(f"{a}{arr.dtype.str}{arr.shape}".encode())
             h.update(np.ascontiguousarray(arr).tobytes())
         h.update(json.dumps(sorted(self.groups.items())).encode())
@@ -146,7 +177,7 @@ class MeshData:
 
 
 def read_msh_group_names(path: str | os.PathLike) -> dict[str, int]:
-    """Physical names of a gmsh .msh file (name -> dim 3|2), from its header only.
+    """Physical names of a gmsh .msh file (name -> dim 3|2|1|0), from its header only.
 
     Cheap (no mesh is read) so that case validation can check group names; the
     $PhysicalNames section is ASCII in ASCII and binary files alike.
@@ -166,7 +197,7 @@ def read_msh_group_names(path: str | os.PathLike) -> dict[str, int]:
                     count = int(fh.readline())
                     for _ in range(count):
                         dim, _tag, name = fh.readline().decode().split(maxsplit=2)
-                        if int(dim) in (_VOLUME, _SURFACE):
+                        if int(dim) in _DIMS:
                             names[name.strip().strip('"')] = int(dim)
                     break
     except MeshError:
@@ -203,10 +234,11 @@ def read_msh(path: str | os.PathLike) -> MeshData:
 
 
 def _from_meshio(msh: Any) -> MeshData:
-    """Tets + tagged triangles of a meshio gmsh mesh; membership from cell_sets (msh 4.1,
-    which knows entities in several groups) or gmsh:physical (msh 2.2, duplicated elements)."""
+    """Tets + tagged triangles, lines and vertices of a meshio gmsh mesh; membership from
+    cell_sets (msh 4.1, which knows entities in several groups) or gmsh:physical (msh 2.2,
+    duplicated elements). Lines and vertices in no named group are dropped."""
     named = {str(k): (int(v[1]), int(v[0])) for k, v in msh.field_data.items()
-             if len(v) >= 2 and int(v[1]) in (_VOLUME, _SURFACE)}
+             if len(v) >= 2 and int(v[1]) in _DIMS}
     types = [b.type for b in msh.cells]
     counts = {t: sum(len(b.data) for b in msh.cells if b.type == t) for t in dict.fromkeys(types)}
     for t, kind in _UNSUPPORTED_VOLUME.items():
@@ -226,13 +258,13 @@ def _from_meshio(msh: Any) -> MeshData:
     sets = msh.cell_sets or {}
     use_sets = any(n in sets for n in named)
     phys = msh.cell_data.get("gmsh:physical")
-    rows: dict[int, list[np.ndarray]] = {_VOLUME: [], _SURFACE: []}
-    tags: dict[int, list[np.ndarray]] = {_VOLUME: [], _SURFACE: []}
+    rows: dict[int, list[np.ndarray]] = {d: [] for d in _DIMS}
+    tags: dict[int, list[np.ndarray]] = {d: [] for d in _DIMS}
     for k, block in enumerate(msh.cells):
-        dim = {"tetra": _VOLUME, "triangle": _SURFACE}.get(block.type)
+        dim = {"tetra": _VOLUME, "triangle": _SURFACE, "line": _EDGE, "vertex": _POINT}.get(block.type)
         if dim is None:
             continue
-        data = np.asarray(block.data, dtype=np.int64)
+        data = np.asarray(block.data, dtype=np.int64).reshape(len(block.data), -1)
         if use_sets:
             tagged = np.zeros(len(data), bool)
             for name, (d, t) in named.items():
@@ -247,9 +279,10 @@ def _from_meshio(msh: Any) -> MeshData:
         else:
             t = np.asarray(phys[k], np.int64) if phys is not None and k < len(phys) else np.full(len(data), -1)
             unnamed = {int(v) for v in np.unique(t) if v > 0 and (dim, int(v)) not in by_tag}
-            if unnamed:
-                raise MeshError(f"physical {'volume' if dim == 3 else 'surface'} tag(s) "
-                                f"{sorted(unnamed)} have no name")
+            if unnamed and dim in (_EDGE, _POINT):  # unnamed curves/points: not ours, drop
+                t = np.where(np.isin(t, sorted(unnamed)), -1, t)
+            elif unnamed:
+                raise MeshError(f"physical {_KIND[dim]} tag(s) {sorted(unnamed)} have no name")
             rows[dim].append(data)
             tags[dim].append(np.where(t > 0, t, -1))
 
@@ -260,6 +293,10 @@ def _from_meshio(msh: Any) -> MeshData:
     facets, ftags = _merge(rows[_SURFACE], tags[_SURFACE], 3, "facets", "surface", by_tag, _SURFACE)
     keep = ftags >= 0
     facets, ftags = facets[keep], ftags[keep]
+    edges, etags = _merge(rows[_EDGE], tags[_EDGE], 2, "edges", "edge", by_tag, _EDGE)
+    edges, etags = edges[etags >= 0], etags[etags >= 0]
+    verts, vtags = _merge(rows[_POINT], tags[_POINT], 1, "points", "point", by_tag, _POINT)
+    verts, vtags = verts[vtags >= 0].reshape(-1), vtags[vtags >= 0]
 
     # drop nodes no tetrahedron uses (gmsh saves geometry points, curve nodes, ...)
     points = np.asarray(msh.points, dtype=np.float64)
@@ -269,13 +306,18 @@ def _from_meshio(msh: Any) -> MeshData:
     new_index = np.full(len(points), -1, np.int64)
     new_index[used] = np.arange(len(used))
     cells, facets = new_index[cells], new_index[facets]
-    stray = np.unique(ftags[(facets < 0).any(axis=1)])
-    if stray.size:
-        raise MeshError(f"surface group(s) {[by_tag[(2, int(t))] for t in stray]} have triangles "
-                        "off the volume mesh (surfaces not embedded in the volume)")
+    edges, verts = new_index[edges], new_index[verts]
+    for dim, conn, tg, what in ((_SURFACE, facets, ftags, "triangles"), (_EDGE, edges, etags, "segments"),
+                                (_POINT, verts.reshape(-1, 1), vtags, "nodes")):
+        stray = np.unique(tg[(conn < 0).any(axis=1)])
+        if stray.size:
+            raise MeshError(f"{_KIND[dim]} group(s) {[by_tag[(dim, int(t))] for t in stray]} have "
+                            f"{what} off the volume mesh ({_KIND[dim]}s not embedded in the volume)")
     _check_facets_on_cells(cells, facets, ftags, by_tag)
+    _check_edges_on_cells(cells, edges, etags, by_tag)
     groups = {name: key for name, key in named.items()}
-    return MeshData(points[used], cells, ctags.astype(np.int32), facets, ftags.astype(np.int32), groups)
+    return MeshData(points[used], cells, ctags.astype(np.int32), facets, ftags.astype(np.int32), groups,
+                    edges, etags.astype(np.int32), verts, vtags.astype(np.int32))
 
 
 def _merge(rows: list[np.ndarray], tags: list[np.ndarray], width: int, what: str, kind: str,
@@ -325,6 +367,25 @@ def _check_facets_on_cells(cells: np.ndarray, facets: np.ndarray, ftags: np.ndar
         names = sorted({by_tag[(2, int(t))] for t in np.unique(ftags[lonely])})
         raise MeshError(f"{int(lonely.sum())} tagged triangles (groups {names}) are not faces of "
                         "any tetrahedron (non-conforming surface mesh)")
+
+
+def _check_edges_on_cells(cells: np.ndarray, edges: np.ndarray, etags: np.ndarray,
+                          by_tag: Mapping[tuple[int, int], str]) -> None:
+    """Every tagged segment must be an edge of some tetrahedron (a conforming edge group)."""
+    if not len(edges):
+        return
+    n = int(max(cells.max(), edges.max())) + 1
+
+    def key(seg: np.ndarray) -> np.ndarray:
+        seg = np.sort(seg, axis=1)
+        return seg[:, 0] * n + seg[:, 1]  # n² < 2^63 for any mesh that fits in memory
+
+    tet_edges = cells[:, [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]].reshape(-1, 2)
+    lonely = ~np.isin(key(edges), key(tet_edges))
+    if lonely.any():
+        names = sorted({by_tag[(1, int(t))] for t in np.unique(etags[lonely])})
+        raise MeshError(f"{int(lonely.sum())} tagged segments (groups {names}) are not edges of "
+                        "any tetrahedron (non-conforming edge mesh)")
 
 
 # --------------------------------------------------------------------------- STEP horn
@@ -414,6 +475,12 @@ def write_mesh_dir(mesh: MeshData, out_dir: str | os.PathLike) -> Path:
             h5.create_dataset("cell_tags/values", data=mesh.cell_tags)
             h5.create_dataset("facet_tags/topology", data=mesh.facets)
             h5.create_dataset("facet_tags/values", data=mesh.facet_tags)
+            if len(mesh.edges):  # optional grids: absent unless the mesh has them
+                h5.create_dataset("edge_tags/topology", data=mesh.edges)
+                h5.create_dataset("edge_tags/values", data=mesh.edge_tags)
+            if len(mesh.vertices):
+                h5.create_dataset("point_tags/topology", data=mesh.vertices.reshape(-1, 1))
+                h5.create_dataset("point_tags/values", data=mesh.vertex_tags)
         groups = {n: {"dim": d, "tag": t} for n, (d, t) in sorted(mesh.groups.items(), key=lambda kv: (-kv[1][0], kv[1][1]))}
         tmp[GROUPS_JSON].write_text(json.dumps(groups, indent=2) + "\n")
         tmp[MESH_XDMF].write_text(_xdmf_text(mesh))
@@ -430,8 +497,10 @@ def write_mesh_dir(mesh: MeshData, out_dir: str | os.PathLike) -> Path:
 
 
 def _xdmf_text(mesh: MeshData) -> str:
-    """Three Uniform grids; each tag grid repeats the Geometry DataItem (same dataset),
-    which ParaView needs and dolfinx ignores (it maps tags by input vertex index)."""
+    """Three Uniform grids (+ edge_tags / point_tags when non-empty); each tag grid repeats
+    the Geometry DataItem (same dataset), which ParaView needs and dolfinx ignores (it maps
+    tags by input vertex index). Edges are XDMF Polyline cells with 2 nodes, points
+    Polyvertex cells: dolfinx 0.5.2 reads them as interval / point meshtags (dims 1 and 0)."""
     n, m, k = len(mesh.points), len(mesh.cells), len(mesh.facets)
 
     def item(dims: str, number: str, prec: int, dataset: str) -> str:
@@ -455,6 +524,13 @@ def _xdmf_text(mesh: MeshData) -> str:
         (GRID_FACET_TAGS, topo("Triangle", k, 3, "/facet_tags/topology") + geometry
          + attribute(GRID_FACET_TAGS, k, "/facet_tags/values")),
     ]
+    e, v = len(mesh.edges), len(mesh.vertices)
+    if e:
+        grids.append((GRID_EDGE_TAGS, topo("Polyline", e, 2, "/edge_tags/topology") + geometry
+                      + attribute(GRID_EDGE_TAGS, e, "/edge_tags/values")))
+    if v:
+        grids.append((GRID_POINT_TAGS, topo("Polyvertex", v, 1, "/point_tags/topology") + geometry
+                      + attribute(GRID_POINT_TAGS, v, "/point_tags/values")))
     body = "\n".join(f'    <Grid Name="{name}" GridType="Uniform">\n      {inner}\n    </Grid>'
                      for name, inner in grids)
     return ('<?xml version="1.0"?>\n<!DOCTYPE Xdmf SYSTEM "Xdmf.dtd" []>\n'
@@ -471,7 +547,7 @@ def read_groups_json(mesh_dir: str | os.PathLike) -> dict[str, tuple[int, int]]:
         return {str(n): (int(v["dim"]), int(v["tag"])) for n, v in raw.items()}
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise MeshError(f"{path}: invalid groups file, expected "
-                        '{"name": {"dim": 3|2, "tag": int}} ' f"({exc})") from exc
+                        '{"name": {"dim": 3|2|1|0, "tag": int}} ' f"({exc})") from exc
 
 
 def read_mesh_dir(mesh_dir: str | os.PathLike) -> MeshData:
@@ -515,6 +591,10 @@ def read_mesh_dir(mesh_dir: str | os.PathLike) -> MeshData:
     cvals = dataset(GRID_CELL_TAGS, "Attribute/DataItem")
     facets = dataset(GRID_FACET_TAGS, "Topology/DataItem", required=False)
     fvals = dataset(GRID_FACET_TAGS, "Attribute/DataItem", required=False)
+    edges = dataset(GRID_EDGE_TAGS, "Topology/DataItem", required=False)
+    evals = dataset(GRID_EDGE_TAGS, "Attribute/DataItem", required=False)
+    verts = dataset(GRID_POINT_TAGS, "Topology/DataItem", required=False)
+    vvals = dataset(GRID_POINT_TAGS, "Attribute/DataItem", required=False)
     cells = np.asarray(cells, np.int64).reshape(-1, 4)
     ctopo = np.asarray(ctopo, np.int64).reshape(-1, 4)
     if not np.array_equal(ctopo, cells):  # e.g. written by dolfinx: tags in another order
@@ -528,9 +608,15 @@ def read_mesh_dir(mesh_dir: str | os.PathLike) -> MeshData:
         cvals = aligned
     if facets is None:
         facets, fvals = np.empty((0, 3), np.int64), np.empty(0, np.int32)
+    if edges is None or evals is None:
+        edges, evals = np.empty((0, 2), np.int64), np.empty(0, np.int32)
+    if verts is None or vvals is None:
+        verts, vvals = np.empty(0, np.int64), np.empty(0, np.int32)
     try:
         return MeshData(points, cells, np.asarray(cvals).reshape(-1), np.asarray(facets).reshape(-1, 3),
-                        np.asarray(fvals).reshape(-1), groups)
+                        np.asarray(fvals).reshape(-1), groups,
+                        np.asarray(edges).reshape(-1, 2), np.asarray(evals).reshape(-1),
+                        np.asarray(verts).reshape(-1), np.asarray(vvals).reshape(-1))
     except MeshError as exc:
         raise MeshError(f"{xdmf}: {exc}") from None
 
@@ -554,7 +640,8 @@ def _require_file(path: Path) -> None:
 
 @dataclass(frozen=True)
 class GroupInfo:
-    """One named group: its entity count and measure (m³ for volumes, m² for surfaces)."""
+    """One named group: its entity count and measure (m³ for volumes, m² for surfaces,
+    m for edges, 0 for points)."""
 
     name: str
     dim: int
@@ -598,9 +685,10 @@ class MeshInfo:
             ("quality min / mean / max", f"{self.quality_min:.3f} / {self.quality_mean:.3f} / {self.quality_max:.3f}"),
         ]
         for g in self.groups:
-            unit, what = ("m³", "cells") if g.dim == _VOLUME else ("m²", "facets")
-            kind = "volume" if g.dim == _VOLUME else "surface"
-            rows.append((f"{kind} '{g.name}' (tag {g.tag})", f"{g.count:,} {what}, {g.measure:.6g} {unit}"))
+            unit, what = {_VOLUME: ("m³", "cells"), _SURFACE: ("m²", "facets"),
+                          _EDGE: ("m", "edges"), _POINT: ("", "nodes")}[g.dim]
+            size = f", {g.measure:.6g} {unit}" if unit else ""
+            rows.append((f"{_KIND[g.dim]} '{g.name}' (tag {g.tag})", f"{g.count:,} {what}{size}"))
         return rows
 
     def as_dict(self) -> dict[str, Any]:
@@ -655,18 +743,27 @@ def triangle_areas(points: np.ndarray, facets: np.ndarray) -> np.ndarray:
     return 0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1)
 
 
+def edge_lengths(points: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Length of each segment."""
+    if not len(edges):
+        return np.empty(0)
+    return np.linalg.norm(points[edges[:, 1]] - points[edges[:, 0]], axis=1)
+
+
 def mesh_info(mesh: MeshData) -> MeshInfo:
-    """Counts, bounding box, volume (sum of cell volumes), quality range and group sizes."""
+    """Counts, bounding box, volume (sum of cell volumes), quality range and group sizes
+    (edge groups with their length, point groups with their node count)."""
     vol = tet_volumes(mesh.points, mesh.cells)
     q = tet_quality(mesh.points, mesh.cells)
-    area = triangle_areas(mesh.points, mesh.facets)
+    measures = {_VOLUME: vol, _SURFACE: triangle_areas(mesh.points, mesh.facets),
+                _EDGE: edge_lengths(mesh.points, mesh.edges), _POINT: np.zeros(len(mesh.vertices))}
     used = mesh.points[np.unique(mesh.cells)] if mesh.n_cells else mesh.points
     lo = tuple(float(x) for x in used.min(axis=0)) if len(used) else (0.0, 0.0, 0.0)
     hi = tuple(float(x) for x in used.max(axis=0)) if len(used) else (0.0, 0.0, 0.0)
     groups = []
     for name, (dim, tag) in sorted(mesh.groups.items(), key=lambda kv: (-kv[1][0], kv[1][1])):
-        sel = (mesh.cell_tags if dim == _VOLUME else mesh.facet_tags) == tag
-        measure = (vol if dim == _VOLUME else area)[sel].sum()
+        sel = getattr(mesh, _ARRAYS[dim][1]) == tag
+        measure = measures[dim][sel].sum()
         groups.append(GroupInfo(name, dim, tag, int(sel.sum()), float(measure)))
     return MeshInfo(
         n_nodes=mesh.n_nodes, n_cells=mesh.n_cells, n_facets=len(mesh.facets),

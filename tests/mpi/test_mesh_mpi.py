@@ -72,7 +72,7 @@ def loaded(cylinder):
 @pytest.mark.mpi
 def test_groups_and_tag_counts_intact(cylinder, loaded):
     _, ref = cylinder
-    mesh, ct, ft, groups = loaded
+    mesh, ct, ft, groups = loaded[:4]
     assert_all(groups == ref.groups, f"groups {groups}")
     assert_all(ct.dim == 3 and ft.dim == 2, f"dims {ct.dim}, {ft.dim}")
     n_cells = mesh.topology.index_map(3).size_local
@@ -94,7 +94,7 @@ def test_output_face_area(cylinder, loaded):
     from weldsim_hpc.backends.fenicsx.mesh_io import owned_facet_area
 
     _, ref = cylinder
-    mesh, _, ft, groups = loaded
+    mesh, _, ft, groups = loaded[:4]
     tag = groups["output_face"][1]
     area = COMM.allreduce(owned_facet_area(mesh, ft, tag))
     exact = float(M.triangle_areas(ref.points, ref.facets[ref.facet_tags == tag]).sum())
@@ -109,7 +109,7 @@ def test_integrals_over_tags(cylinder, loaded):
     from dolfinx import fem
 
     _, ref = cylinder
-    mesh, ct, ft, groups = loaded
+    mesh, ct, ft, groups = loaded[:4]
     one = fem.Constant(mesh, 1.0)
     dx = ufl.Measure("dx", domain=mesh, subdomain_data=ct)
     ds = ufl.Measure("ds", domain=mesh, subdomain_data=ft)
@@ -175,7 +175,7 @@ def test_dolfinx_written_dir_reads_in_numpy(cylinder, loaded, tmp_path_factory):
     from dolfinx.io import XDMFFile
 
     mesh_dir, ref = cylinder
-    mesh, ct, ft, _ = loaded
+    mesh, ct, ft, _ = loaded[:4]
     out = on_root(lambda: str(tmp_path_factory.mktemp("dfx")))
     with XDMFFile(COMM, f"{out}/mesh.xdmf", "w") as xf:
         xf.write_mesh(mesh)
