@@ -80,7 +80,7 @@ Identifier = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
 
 # --- boundary conditions -------------------------------------------------------------
 class _Boundary(_Strict):
-    boundary: str = Field(description="name of a surface group of the geometry")
+    boundary: str = Field(description="name of a group of the geometry: a surface; fixed and displacement conditions may also name an edge or point group")
 
 
 class FixedBC(_Boundary):

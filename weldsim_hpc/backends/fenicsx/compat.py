@@ -135,3 +135,72 @@ def evaluate_at_points(u: Any, points: np.ndarray, comm: Any) -> np.ndarray:
         found = ~np.isnan(values)
         out[found] = values[found]
     return out
+
+
+# --- added for the structural solvers (elasticity.py) ---------------------------------
+def evaluate_vector_at_points(u: Any, points: np.ndarray, comm: Any, average: bool = False) -> np.ndarray:
+    """Collective: values of u (scalar, vector or tensor) at (n, 3) points as an
+    (n, value size) array, the same on every rank (nan outside the mesh).
+
+    average=False: the lowest owning rank's first cell that contains the point.
+    average=True: the mean over EVERY cell containing the point (all ranks) — for a
+    discontinuous field at a point on a face, edge or vertex this is the partition-
+    independent "averaged nodal" value; inside a cell it is that cell's value.
+    """
+    from dolfinx import geometry
+
+    mesh = u.function_space.mesh
+    pts = np.ascontiguousarray(np.asarray(points, dtype=np.float64).reshape(-1, 3))
+    size = int(np.prod(u.ufl_shape)) if u.ufl_shape else 1
+    tree = geometry.BoundingBoxTree(mesh, mesh.topology.dim)
+    candidates = geometry.compute_collisions(tree, pts)
+    colliding = geometry.compute_colliding_cells(mesh, candidates, pts)
+    n_owned_cells = mesh.topology.index_map(mesh.topology.dim).size_local
+    local = np.full((len(pts), size), np.nan)
+    sums, counts = np.zeros((len(pts), size)), np.zeros(len(pts))
+    for i in range(len(pts)):
+        cells = [c for c in colliding.links(i) if c < n_owned_cells]
+        for c in (cells if average else cells[:1]):
+            value = np.asarray(u.eval(pts[i], [c])).reshape(-1)
+            sums[i] += value
+            counts[i] += 1
+        if cells:
+            local[i] = sums[i] / counts[i]
+    if average:
+        from mpi4py import MPI
+
+        total, n = np.empty_like(sums), np.empty_like(counts)
+        comm.Allreduce(sums, total, op=MPI.SUM)
+        comm.Allreduce(counts, n, op=MPI.SUM)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n[:, None] > 0, total / n[:, None], np.nan)
+    out = np.full((len(pts), size), np.nan)
+    for values in reversed(comm.allgather(local)):
+        found = ~np.isnan(values[:, 0])
+        out[found] = values[found]
+    return out
+
+
+def lumped_projection(expr: Any, V: Any, quadrature_degree: int, name: str | None = None) -> Any:
+    """Collective: the lumped-mass L2 projection of a scalar UFL expression onto a scalar
+    space V: u_i = ∫ expr φ_i dx / ∫ φ_i dx (no solve; a smooth nodal average, P1 is best)."""
+    import ufl
+    from dolfinx import fem
+    from dolfinx.fem import petsc as fpetsc
+    from petsc4py import PETSc
+
+    w = ufl.TestFunction(V)
+    dx = ufl.dx(domain=V.mesh, metadata={"quadrature_degree": int(quadrature_degree)})
+    vecs = []
+    for integrand in (expr * w, w):
+        vec = fpetsc.assemble_vector(fem.form(integrand * dx))
+        vec.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        vecs.append(vec)
+    out = fem.Function(V, name=name) if name else fem.Function(V)
+    vecs[0].pointwiseDivide(vecs[0], vecs[1])
+    n = V.dofmap.index_map.size_local * V.dofmap.index_map_bs
+    out.x.array[:n] = vecs[0].array_r[:n]
+    out.x.scatter_forward()
+    for vec in vecs:
+        vec.destroy()
+    return out
