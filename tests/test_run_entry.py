@@ -173,3 +173,32 @@ def test_changed_case_refuses_to_resume(tmp_path):
     code, _ = run(paths.root, 1, resume=True)
     assert code == 2
     assert "the case changed since, so it cannot resume from it" in paths.solver_log.read_text()
+
+
+COUPLED = ROOT / "examples" / "horn_coupled.toml"
+
+
+def test_coupled_example_on_two_ranks_matches_one_rank(tmp_path):
+    metrics = {}
+    for ranks in (1, 2):
+        paths = prepare_run(load_case(COUPLED, preset="ci"), tmp_path / f"n{ranks}", ranks=ranks)
+        code, out = run(paths.root, ranks)
+        assert code == 0, out
+        metrics[ranks] = read_metrics(paths)
+        assert (paths.results_dir / "fields.pvd").is_file()
+    for name in ("T_max_K", "max_von_mises_Pa", "max_displacement_m", "probe.face_centre.uz_m",
+                 "probe.face_centre.temperature_K"):
+        assert metrics[2][name].value == pytest.approx(metrics[1][name].value, rel=1e-6), name
+    # the hot weld face grows the horn: uz at the face is positive, tens of micrometres
+    assert 1e-6 < metrics[1]["probe.face_centre.uz_m"].value < 1e-4
+
+
+def test_unconstrained_structure_exits_2_with_the_message(tmp_path):
+    case = load_case(COUPLED, preset="ci")
+    free = [bc for bc in case.boundary_conditions if bc.type != "fixed"]
+    case = case.model_copy(update={"boundary_conditions": free})
+    paths = prepare_run(case, tmp_path, ranks=2)
+    code, _ = run(paths.root, 2)
+    assert code == 2
+    assert ("the structure is not constrained: add a fixed boundary or use a free-free modal analysis"
+            in paths.solver_log.read_text())

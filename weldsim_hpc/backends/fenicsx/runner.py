@@ -51,9 +51,10 @@ def check_finite(comm: Any, array: np.ndarray, what: str, step: int, t: float) -
 class ThermalCheckpoints:
     """Checkpoint writer/reader for the temperature of a transient run."""
 
-    def __init__(self, ctx: Any, fmesh: Any):
+    def __init__(self, ctx: Any, fmesh: Any, order: int | None = None):
+        """order: the temperature's element order (default: the case's)."""
         self.ctx, self.comm = ctx, ctx.comm
-        order = ctx.case.effective_element_order
+        order = order or ctx.case.effective_element_order
         self.order = GlobalOrder(compat.lagrange_space(fmesh.mesh, order), ctx.comm)
         self.volumes = [n for n, (d, _) in fmesh.groups.items() if d == 3]
         self.n_values = self.order.size + 1 + len(self.volumes)
