@@ -255,3 +255,28 @@ def test_preparing_never_imports_mpi(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
+
+
+def test_xdmf_mesh_with_groups_json_is_a_case_geometry(tmp_path):
+    """A mesh written by `weldsim mesh` (XDMF + groups.json) runs as a case's own mesh."""
+    from weldsim_hpc.case_io import load_case as _load
+    from weldsim_hpc.case_io import parse_case
+    from weldsim_hpc.mesh import read_mesh_dir
+    from weldsim_hpc.pipeline import mesh_case
+    from weldsim_hpc.prepare import load_run_case, prepare_run
+
+    horn = _load(Path(__file__).resolve().parent.parent / "examples" / "horn_coupled.toml", preset="ci")
+    mesh, mesh_dir = mesh_case(horn, tmp_path / "made")
+    data = horn.to_json_dict()
+    data["geometry"] = {"kind": "mesh_file", "path": str(mesh_dir / "mesh.xdmf")}
+    data.pop("mesh")
+    case = parse_case(data)
+    assert case.geometry.groups() == {"horn": 3, "input_face": 2, "output_face": 2, "lateral": 2}
+    paths = prepare_run(case, tmp_path / "runs", ranks=1)
+    run_case = load_run_case(paths)
+    assert run_case.geometry.path.startswith(str(paths.root.resolve()))
+    assert read_mesh_dir(paths.mesh_dir).equals(mesh)
+
+    (mesh_dir / "groups.json").unlink()
+    with pytest.raises(CaseValidationError, match="needs groups.json"):
+        parse_case(data)

@@ -202,3 +202,34 @@ def test_unconstrained_structure_exits_2_with_the_message(tmp_path):
     assert code == 2
     assert ("the structure is not constrained: add a fixed boundary or use a free-free modal analysis"
             in paths.solver_log.read_text())
+
+
+def test_a_failure_on_one_rank_ends_the_whole_run_within_30_s(tmp_path):
+    """Rank 1 fails alone while rank 0 waits in a collective: logged with its rank, then abort."""
+    from weldsim_hpc.run import FAULT_RANK_VARIABLE
+
+    paths = prepare_run(stack_case(), tmp_path, ranks=2)
+    env = {**clean_environment(), FAULT_RANK_VARIABLE: "1"}
+    began = time.monotonic()
+    proc = subprocess.Popen(mpi_command(paths.root, 2, python=PY), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    out, _ = proc.communicate(timeout=60)
+    elapsed = time.monotonic() - began
+    text = out.decode(errors="replace")
+    assert proc.returncode != 0
+    assert elapsed < 30.0, elapsed
+    assert "rank 1" in text and "fault injected on rank 1" in text
+    assert "aborting the whole run" in text
+    assert not paths.metrics_json.exists()
+
+
+def test_changed_mesh_refuses_to_resume(tmp_path):
+    paths = prepare_run(stack_case(end_s=0.2, dt_s=0.05, every=1), tmp_path, ranks=1)
+    code, out = run(paths.root, 1)
+    assert code == 0, out
+    paths.metrics_json.unlink()
+    with h5py.File(paths.mesh_h5, "r+") as f:
+        f["mesh/geometry"][...] = f["mesh/geometry"][...] * 1.001
+    code, _ = run(paths.root, 1, resume=True)
+    assert code == 2
+    assert "the mesh changed since, so it cannot resume from it" in paths.solver_log.read_text()

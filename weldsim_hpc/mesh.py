@@ -551,7 +551,8 @@ def read_groups_json(mesh_dir: str | os.PathLike) -> dict[str, tuple[int, int]]:
 
 
 def read_mesh_dir(mesh_dir: str | os.PathLike) -> MeshData:
-    """Read a mesh dir (or its mesh.xdmf) back into MeshData with numpy/h5py (no dolfinx).
+    """Read a mesh dir (or an XDMF file in it, any name) back into MeshData with numpy/h5py
+    (no dolfinx); groups.json sits beside the XDMF.
 
     The datasets are found through the XDMF grids, so a dolfinx-written file with the same
     grid names reads as well.
@@ -559,7 +560,7 @@ def read_mesh_dir(mesh_dir: str | os.PathLike) -> MeshData:
     import h5py
 
     root = _mesh_dir(mesh_dir)
-    xdmf = root / MESH_XDMF
+    xdmf = Path(mesh_dir) if Path(mesh_dir).suffix.lower() == ".xdmf" else root / MESH_XDMF
     _require_file(xdmf)
     groups = read_groups_json(root)
     try:

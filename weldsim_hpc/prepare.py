@@ -196,6 +196,8 @@ def _build(case: CaseSpec, paths: RunPaths, run_id: str) -> None:
         source = paths.geometry_source(Path(case.geometry.path).suffix)
         source.parent.mkdir()
         shutil.copyfile(case.geometry.path, source)
+        for companion in case.geometry.companion_files():  # an XDMF's .h5 and groups.json
+            shutil.copyfile(companion, source.parent / companion.name)
         data["geometry"]["path"] = source.relative_to(paths.root).as_posix()
         mesh_source = case.model_copy(update={"geometry": MeshFileGeometry(kind="mesh_file", path=str(source))})
     mesh, _ = mesh_case(mesh_source, paths.root)

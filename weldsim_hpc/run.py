@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -31,6 +32,9 @@ from .errors import RunInterrupted  # raised by backends at a step boundary afte
 
 EXIT_COMPLETED, EXIT_INVALID, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 4
 ABORT_AFTER_S = 20.0
+#: fault injection for the tests of the abort path: the rank named here raises at start.
+#: The launcher's clean environment never passes it on; only a test sets it explicitly.
+FAULT_RANK_VARIABLE = "WELDSIM_TEST_FAULT_RANK"
 log = logging.getLogger("weldsim.run")
 
 
@@ -117,6 +121,17 @@ def _already_completed(paths: Any) -> bool:
     return status is not None and status.state == RunState.COMPLETED.value
 
 
+def _mesh_digest(paths: Any) -> Any:
+    """The digest of the run's mesh as stored (rank 0); the exception if it is unreadable."""
+    from .errors import WeldSimError
+    from .mesh import read_mesh_dir
+
+    try:
+        return read_mesh_dir(paths.mesh_dir).digest()
+    except (WeldSimError, OSError) as exc:
+        return exc
+
+
 def execute(run_dir: str, resume: bool, comm: Any) -> int:
     """Run one attempt on every rank; return the exit code (collective)."""
     from .errors import WeldSimError
@@ -149,25 +164,31 @@ def execute(run_dir: str, resume: bool, comm: Any) -> int:
         log.info("the run has already completed: nothing to do")
         return EXIT_COMPLETED
 
-    provenance = json.loads(paths.provenance_json.read_text())
+    mesh_hash = comm.bcast(_mesh_digest(paths) if rank == 0 else None, root=0)
+    if isinstance(mesh_hash, Exception):
+        log.error("the run's mesh is unreadable: %s", mesh_hash)
+        return EXIT_INVALID
+    # both hashes come from what this attempt actually reads, so a checkpoint of another
+    # case or mesh is refused even when case.json or the mesh was edited after preparing
+    run_case_hash = case_hash(json.loads(paths.case_json.read_text()))
     stop = StopRequest(comm)
     stop.install()
     writers: list[Any] = []
 
     def open_writer(**kwargs: Any) -> Any:
         writer = start_attempt(paths.root, is_writer=rank == 0, run_id=paths.run_id,
-                               case_hash=provenance["case_hash"], mesh_hash=provenance["mesh_hash"],
-                               **kwargs)
+                               case_hash=run_case_hash, mesh_hash=mesh_hash, **kwargs)
         writers.append(writer)
         return writer
 
-    ctx = RunContext(paths, case, comm, materials,
-                     case_hash(json.loads(paths.case_json.read_text())), provenance["mesh_hash"],
-                     resume, stop, open_writer, log)
+    ctx = RunContext(paths, case, comm, materials, run_case_hash, mesh_hash, resume, stop, open_writer, log)
     code, state, message = EXIT_COMPLETED, RunState.COMPLETED, "completed"
     started = time.monotonic()
     try:
         from .backends.fenicsx.runner import run_fenicsx
+
+        if os.environ.get(FAULT_RANK_VARIABLE) == str(rank):
+            raise RuntimeError(f"fault injected on rank {rank} ({FAULT_RANK_VARIABLE})")
 
         log.info("run %s: %s on %d rank(s)%s", paths.run_id, case.analysis, comm.size,
                  " (resume)" if resume else "")

@@ -122,10 +122,11 @@ class RunPaths:
         return self.root / "geometry"
 
     def geometry_source(self, suffix: str) -> Path:
-        """Where a mesh_file case's source file is copied: geometry/source.msh|.step|.stp."""
+        """Where a mesh_file case's source file is copied: geometry/source.msh|.xdmf|.step|.stp
+        (an XDMF's .h5 and groups.json are copied beside it under their own names)."""
         suffix = suffix.lower()
-        if suffix not in (".msh", ".step", ".stp"):
-            raise ValueError(f"geometry source suffix must be .msh, .step or .stp, got {suffix!r}")
+        if suffix not in (".msh", ".xdmf", ".step", ".stp"):
+            raise ValueError(f"geometry source suffix must be .msh, .xdmf, .step or .stp, got {suffix!r}")
         return self.geometry_dir / f"source{suffix}"
 
     # --- progress ----------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""A case geometry given as a mesh file (.msh with physical names) or a STEP horn.
+"""A case geometry given as a mesh file: a .msh with physical names, an XDMF mesh with
+groups.json beside it (what `weldsim mesh` writes), or a STEP horn.
 
 The path is resolved against the directory of the case file (validation context
 `base_dir`), so a case and its mesh travel together. Group names are read without gmsh:
@@ -14,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from . import groups as g
 
-MESH_SUFFIXES = (".msh",)
+MESH_SUFFIXES = (".msh", ".xdmf")
+GROUPS_JSON = "groups.json"
 STEP_SUFFIXES = (".step", ".stp")
 
 
@@ -41,6 +43,8 @@ class MeshFileGeometry(BaseModel):
             path = Path(base) / path
         if not path.is_file():
             raise ValueError(f"file not found: {path}")
+        if suffix == ".xdmf" and not (path.parent / GROUPS_JSON).is_file():
+            raise ValueError(f"an XDMF mesh needs {GROUPS_JSON} (group name -> dim, tag) beside it in {path.parent}")
         return str(path.resolve())
 
     @property
@@ -51,6 +55,20 @@ class MeshFileGeometry(BaseModel):
         """Group name -> dimension, read from the file without gmsh."""
         if self.is_step:
             return {g.HORN: g.VOLUME, g.INPUT_FACE: g.SURFACE, g.OUTPUT_FACE: g.SURFACE, g.LATERAL: g.SURFACE}
+        if Path(self.path).suffix.lower() == ".xdmf":
+            from ..mesh import read_groups_json
+
+            return {name: dim for name, (dim, _) in read_groups_json(Path(self.path).parent).items()}
         from ..mesh import read_msh_group_names
 
         return read_msh_group_names(Path(self.path))
+
+    def companion_files(self) -> list[Path]:
+        """The files that travel with the mesh file (an XDMF's HDF5 data and groups.json)."""
+        path = Path(self.path)
+        if path.suffix.lower() != ".xdmf":
+            return []
+        import re
+
+        h5_names = sorted(set(re.findall(r"([\w.-]+\.h5):", path.read_text(errors="replace"))))
+        return [path.parent / n for n in h5_names] + [path.parent / GROUPS_JSON]

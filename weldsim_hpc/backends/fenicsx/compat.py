@@ -64,8 +64,22 @@ def interpolation_points(V: Any) -> np.ndarray:
 
 
 def interpolate_callable(u: Any, fn: Callable[[np.ndarray], np.ndarray]) -> None:
-    """u ← fn(x) at the interpolation points of u's space; x has shape (3, n)."""
-    u.interpolate(fn)
+    """Collective: u ← fn(x) at the interpolation points of u's space; x has shape (3, n).
+
+    An expression that fails on some ranks only (a non-finite value where one rank holds
+    the offending points) raises the same ExpressionError on every rank, so no rank is
+    left waiting in the next collective call.
+    """
+    from ...errors import ExpressionError
+
+    error = None
+    try:
+        u.interpolate(fn)
+    except ExpressionError as exc:
+        error = str(exc)
+    errors = [e for e in u.function_space.mesh.comm.allgather(error) if e]
+    if errors:
+        raise ExpressionError(errors[0])
     u.x.scatter_forward()
 
 
