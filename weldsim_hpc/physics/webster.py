@@ -31,7 +31,7 @@ Example::
 
     >>> m = taper_mode("exponential", 0.1293, 2.0, 5051.0)
     >>> round(m.frequency_Hz), round(m.gain, 3)
-    (20001, 2.0)
+    (20002, 2.0)
     >>> round(length_factor("conical", 4.0), 3), round(stress_factor("conical", 4.0), 3)
     (1.155, 0.567)
 """

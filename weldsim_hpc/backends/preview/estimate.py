@@ -20,7 +20,7 @@ Example::
     from weldsim_hpc.materials import get_material
     case = load_case("examples/horn_exponential_harmonic.toml")
     result = preview_case(case, get_material("al7075_t6"))
-    round(result.f_working_Hz), round(result.gain, 3)     # (20001, 2.0): 1-D estimate
+    round(result.f_working_Hz), round(result.gain, 3)     # (20003, 2.0): 1-D estimate
 """
 
 from __future__ import annotations
