@@ -233,3 +233,15 @@ def test_changed_mesh_refuses_to_resume(tmp_path):
     code, _ = run(paths.root, 1, resume=True)
     assert code == 2
     assert "the mesh changed since, so it cannot resume from it" in paths.solver_log.read_text()
+
+
+def test_preview_backend_run_says_it_is_a_1d_estimate(tmp_path):
+    case = load_case(ROOT / "examples" / "horn_20khz_stepped_modal.toml")
+    case = case.model_copy(update={"solver": case.solver.model_copy(update={"backend": "preview"})})
+    paths = prepare_run(case, tmp_path, ranks=1)
+    code, out = run(paths.root, 1)
+    assert code == 0, out
+    metrics = read_metrics(paths)
+    assert metrics["gain"].value == pytest.approx(4.0, rel=0.01)  # quarter-wave-like sections, area ratio 4
+    assert 19_000 < metrics["f_working_Hz"].value < 22_000
+    assert json.loads((paths.results_dir / "preview.json").read_text())["basis"] == "1-D estimate"

@@ -64,6 +64,9 @@ METRICS: dict[str, MetricSpec] = {
     "tuning_error_Hz": MetricSpec("Hz", "working frequency minus the target frequency"),
     "mode_separation_Hz": MetricSpec("Hz", "distance from the working mode to the nearest other mode"),
     "modes_found": MetricSpec("1", "number of converged eigenmodes"),
+    "resonant_length_m": MetricSpec("m", "horn length (same profile, axially scaled) that resonates at the target"),
+    "node_z_m": MetricSpec("m", "axial position of the nodal plane (u = 0) of the working mode"),
+    "peak_stress_z_m": MetricSpec("m", "axial position of the peak axial stress of the working mode"),
     # harmonic
     "gain": MetricSpec("1", "mean axial |u| on output_face / input amplitude at the working frequency"),
     "uniformity": MetricSpec("1", "min / max axial |u| over output_face", _PERCENT),

@@ -185,14 +185,21 @@ def execute(run_dir: str, resume: bool, comm: Any) -> int:
     code, state, message = EXIT_COMPLETED, RunState.COMPLETED, "completed"
     started = time.monotonic()
     try:
-        from .backends.fenicsx.runner import run_fenicsx
+        from .backends.registry import select_backend
 
         if os.environ.get(FAULT_RANK_VARIABLE) == str(rank):
             raise RuntimeError(f"fault injected on rank {rank} ({FAULT_RANK_VARIABLE})")
+        backend = select_backend(case.solver.backend, case.analysis)
+        log.info("run %s: %s on the %s backend, %d rank(s)%s", paths.run_id, case.analysis, backend,
+                 comm.size, " (resume)" if resume else "")
+        if backend == "preview":
+            from .backends.preview.runner import run_preview
 
-        log.info("run %s: %s on %d rank(s)%s", paths.run_id, case.analysis, comm.size,
-                 " (resume)" if resume else "")
-        metrics = run_fenicsx(ctx)
+            metrics = run_preview(ctx)
+        else:
+            from .backends.fenicsx.runner import run_fenicsx
+
+            metrics = run_fenicsx(ctx)
         if rank == 0:
             from .results import metric, write_metrics
 

@@ -23,13 +23,14 @@ def without(monkeypatch):
 
 
 def test_only_real_backends_are_registered():
-    assert list(BACKENDS) == ["fenicsx"]
+    assert list(BACKENDS) == ["fenicsx", "preview"]
     assert BACKENDS["fenicsx"].analyses == NOW and BACKENDS["fenicsx"].parallel
+    assert BACKENDS["preview"].analyses == ("modal", "harmonic") and not BACKENDS["preview"].parallel
 
 
 @pytest.mark.parametrize("analysis", NOW)
 def test_auto_picks_fenicsx_where_dolfinx_is_installed(analysis):
-    assert available_backends() == ["fenicsx"]
+    assert available_backends() == ["fenicsx", "preview"]
     assert select_backend("auto", analysis) == "fenicsx"
     assert select_backend("fenicsx", analysis) == "fenicsx"
 
@@ -43,7 +44,7 @@ def test_availability_check_imports_nothing():
 
 def test_explicit_fenicsx_without_dolfinx_is_an_error_not_a_switch(without):
     without("dolfinx")
-    assert available_backends() == []
+    assert available_backends() == ["preview"]
     with pytest.raises(BackendError, match="'fenicsx' needs dolfinx.*python3-dolfinx"):
         select_backend("fenicsx", "thermal_steady")
 
@@ -63,10 +64,17 @@ def test_analysis_no_backend_supports_is_named(analysis):
         select_backend("fenicsx", analysis)
 
 
-@pytest.mark.parametrize("name", ["scipy", "preview"])
-def test_known_but_unimplemented_backends_are_refused(name):
-    with pytest.raises(BackendError, match=f"'{name}' is not implemented yet.*implemented: fenicsx"):
-        select_backend(name, "thermal_steady")
+def test_known_but_unimplemented_backends_are_refused():
+    with pytest.raises(BackendError, match="'scipy' is not implemented yet.*implemented: fenicsx, preview"):
+        select_backend("scipy", "thermal_steady")
+
+
+@pytest.mark.parametrize("analysis", ["modal", "harmonic"])
+def test_preview_runs_only_when_asked_for(analysis):
+    """auto never answers a 3-D case with the 1-D estimate; by name it runs horn dynamics."""
+    assert select_backend("preview", analysis) == "preview"
+    with pytest.raises(BackendError, match="'preview' does not support analysis 'thermal_steady'"):
+        select_backend("preview", "thermal_steady")
 
 
 def test_unknown_backend_lists_the_valid_names():

@@ -6,8 +6,9 @@ machine without dolfinx is an error the engineer has to see). Availability is de
 ``importlib.util.find_spec`` — nothing heavy is imported, so the CLI and the portal can
 ask without loading dolfinx or MPI.
 
-Only real backends are registered; the CaseSpec also names scipy and preview, which are
-refused as "not implemented yet" until their modules land.
+Only real backends are registered; the CaseSpec also names scipy, which is refused as "not
+implemented yet" until its module lands. The 1-D `preview` backend runs only when asked
+for by name: "auto" never answers a 3-D case with an estimate.
 
     select_backend("auto", "thermal_transient")   # 'fenicsx' where dolfinx is installed
     select_backend("fenicsx", "modal")            # BackendError: fenicsx does not support modal yet
@@ -38,6 +39,7 @@ class BackendInfo:
     parallel: bool
     requires: tuple[str, ...]
     install_hint: str
+    auto: bool = True  # may "auto" pick it? (not the 1-D preview: a 3-D case must not get an estimate)
 
 
 BACKENDS: dict[str, BackendInfo] = {
@@ -47,6 +49,14 @@ BACKENDS: dict[str, BackendInfo] = {
         parallel=True,
         requires=("dolfinx", "petsc4py", "mpi4py"),
         install_hint="install Debian's python3-dolfinx stack and use the project venv (.venv/bin/python)",
+    ),
+    "preview": BackendInfo(
+        name="preview",
+        analyses=("modal", "harmonic"),
+        parallel=False,
+        requires=("numpy", "scipy"),
+        install_hint="numpy and scipy are core weldsim_hpc dependencies",
+        auto=False,
     ),
 }
 
@@ -78,9 +88,9 @@ def select_backend(requested: str, analysis: str) -> str:
     if requested == "auto":
         available = available_backends()
         for name in available:
-            if analysis in BACKENDS[name].analyses:
+            if BACKENDS[name].auto and analysis in BACKENDS[name].analyses:
                 return name
-        lines = [_supports(n) for n in available] or ["none is installed"]
+        lines = [_supports(n) for n in available if BACKENDS[n].auto] or ["none is installed"]
         unavailable = [f"{n} (needs {', '.join(missing_modules(n))})" for n in BACKENDS if n not in available]
         extra = f"; not available here: {', '.join(unavailable)}" if unavailable else ""
         raise BackendError(f"no available backend supports analysis '{analysis}' "

@@ -11,8 +11,10 @@ fenicsx modal/harmonic run is the answer, this is the sketch.
 Methods: uniform (cylinder, block), conical, exponential and catenoidal horns use the closed
 forms of `physics.webster`; a stepped horn uses the numerical Webster solver on the area
 profile of the horn as built, fillet included (the sharp-step closed form goes into `notes`).
-`resonant_length_m` is the length of the same profile stretched or shrunk axially (diameters
-kept) to resonate at the target: L·f_working/f_target, exact in 1-D for every family.
+`resonant_length_m` is the length that resonates at the target with the diameters kept:
+the same profile stretched or shrunk axially, L·f_working/f_target (exact in 1-D), except
+for a stepped horn, where both sections are scaled in proportion but the fillet radius is
+kept (a horn that can be drawn), found by a secant iteration on the numerical solver.
 
 Example::
 
@@ -29,6 +31,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import newton
 
 from ...geometry.horns import (
     BlockHorn,
@@ -163,6 +166,24 @@ def _mode(horn, c0: float) -> tuple[HornMode, list[str]]:
     return taper_mode(horn.kind, horn.length_m, n_ratio, c0), []
 
 
+def _resonant_length(horn, mode: HornMode, c0: float, target: float) -> float:
+    """Length resonating at `target`: axial scaling; stepped: sections scaled, fillet kept."""
+    guess = mode.length_m * mode.frequency_Hz / target
+    if not isinstance(horn, SteppedHorn):
+        return guess
+
+    def mismatch(length):
+        scale = length / horn.length_m
+        if horn.length_output_m * scale <= horn.fillet_radius_m:
+            raise BackendError(f"the stepped horn cannot be tuned to {target:g} Hz by scaling its "
+                               "sections: the output section would be shorter than the fillet")
+        scaled = horn.model_copy(update={"length_input_m": horn.length_input_m * scale,
+                                         "length_output_m": horn.length_output_m * scale})
+        return solve_webster(horn_profile(scaled), c0).frequency_Hz / target - 1
+
+    return float(newton(mismatch, guess, x1=guess * (1 + 1e-4), tol=1e-12 * guess, maxiter=20))
+
+
 def _slenderness_note(horn, length_m: float) -> str | None:
     if isinstance(horn, BlockHorn):
         width = max(horn.width_m, horn.depth_m)
@@ -204,7 +225,7 @@ def preview_case(case, material: Material) -> PreviewResult:
         geometry_kind=horn.kind, material_id=material.id, method=mode.method, length_m=mode.length_m,
         f_working_Hz=mode.frequency_Hz, target_frequency_Hz=target,
         tuning_error_Hz=None if target is None else mode.frequency_Hz - target,
-        resonant_length_m=None if target is None else mode.length_m * mode.frequency_Hz / target,
+        resonant_length_m=None if target is None else _resonant_length(horn, mode, c0, target),
         gain=mode.gain, node_z_m=mode.node_z_m, output_amplitude_0pk_m=u_out,
         input_amplitude_0pk_m=u_out / mode.gain, max_stress_Pa=stress,
         peak_stress_z_m=mode.peak_strain_z_m,
