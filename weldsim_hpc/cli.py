@@ -198,7 +198,9 @@ def _report(paths, code: int) -> None:
         except MetricError as exc:
             err_console.print(f"[yellow]no metrics[/]: {exc}", highlight=False, soft_wrap=True)
         else:
-            console.print(_table(f"Metrics of run {paths.run_id}", list(METRICS_TABLE_COLUMNS), rows))
+            preview = paths.results_dir / "preview.json"
+            basis = f" ({json.loads(preview.read_text())['basis']})" if preview.exists() else ""
+            console.print(_table(f"Metrics of run {paths.run_id}{basis}", list(METRICS_TABLE_COLUMNS), rows))
         for label, path in (("ParaView", paths.fields_pvd), ("XDMF", paths.fields_xdmf)):
             if path.exists():
                 console.print(f"{label}: {path}", highlight=False, soft_wrap=True)
