@@ -64,6 +64,8 @@ METRICS: dict[str, MetricSpec] = {
     "tuning_error_Hz": MetricSpec("Hz", "working frequency minus the target frequency"),
     "mode_separation_Hz": MetricSpec("Hz", "distance from the working mode to the nearest other mode"),
     "modes_found": MetricSpec("1", "number of converged eigenmodes"),
+    "mode_separation_flag": MetricSpec("1", "1 when another mode lies within 500 Hz of the working mode"),
+    "modes_near_working": MetricSpec("1", "number of other modes within ±2 kHz of the working mode"),
     "resonant_length_m": MetricSpec("m", "horn length (same profile, axially scaled) that resonates at the target"),
     "node_z_m": MetricSpec("m", "axial position of the nodal plane (u = 0) of the working mode"),
     "peak_stress_z_m": MetricSpec("m", "axial position of the peak axial stress of the working mode"),
@@ -112,6 +114,9 @@ PROBE_QUANTITIES: dict[str, tuple[str, ...]] = {
 MODE_FIELDS: dict[str, MetricSpec] = {
     "frequency_Hz": MetricSpec("Hz", "eigenfrequency", _KHZ),
     "axial_fraction": MetricSpec("1", "share of the mode's kinetic energy in axial (z) motion"),
+    "torsional_fraction": MetricSpec("1", "share of the mode's kinetic energy in circumferential motion"),
+    "class_code": MetricSpec("1", "mode class: 0 other, 1 longitudinal, 2 flexural, 3 torsional"),
+    "separation_Hz": MetricSpec("Hz", "this mode's frequency minus the working frequency"),
 }
 
 _PROBE = re.compile(r"probe\.([A-Za-z][A-Za-z0-9_]{0,63})\.([A-Za-z0-9_]+)")

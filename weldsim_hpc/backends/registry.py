@@ -45,7 +45,8 @@ class BackendInfo:
 BACKENDS: dict[str, BackendInfo] = {
     "fenicsx": BackendInfo(
         name="fenicsx",
-        analyses=("thermal_steady", "thermal_transient", "static_structural", "coupled_thermo_structural"),
+        analyses=("thermal_steady", "thermal_transient", "static_structural", "coupled_thermo_structural",
+                  "modal"),
         parallel=True,
         requires=("dolfinx", "petsc4py", "mpi4py"),
         install_hint="install Debian's python3-dolfinx stack and use the project venv (.venv/bin/python)",

@@ -50,7 +50,7 @@ from ...errors import SolverError, WeldSimError
 from ...materials import Material
 from ...physics import modal as phys
 from . import compat
-from .elasticity import _collective, _dirichlet_entities, check_constrained  # noqa: F401
+from .elasticity import _dirichlet_entities
 from .thermal import _material_for
 
 #: on_progress(step, t_s, percent, phase, message, residual), as in thermal.py

@@ -150,6 +150,10 @@ def run_fenicsx(ctx: Any) -> dict[str, Any]:
         values = dict(thermal.as_metrics())
         if analysis == "thermal_transient":
             values["n_time_steps"] = float(len(result.times_s) - 1)
+    elif analysis == "modal":
+        from .dynamics_runner import run_modal
+
+        fields, values, writer = run_modal(ctx, fmesh)
     else:
         from .structural_runner import run_structural
 
