@@ -58,7 +58,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ...case import BodyForceLoad, CaseSpec, DisplacementBC, FixedBC, PressureBC, TemperatureFieldLoad, TractionBC
-from ...errors import WeldSimError
+from ...errors import SolverError, WeldSimError
 from ...expressions import Expression, as_value
 from ...materials import Material
 from ...physics import structural as phys
@@ -79,7 +79,7 @@ class NotConstrainedError(WeldSimError):
         super().__init__(message)
 
 
-class ElasticitySolverError(WeldSimError):
+class ElasticitySolverError(SolverError):
     """The linear solver did not converge."""
 
 

@@ -50,6 +50,9 @@ def run_structural(ctx: Any, fmesh: Any, thermal_runner: Any) -> tuple[SolvedFie
             thermal_metrics = result.thermal.metrics(ctx.materials, transient=case.time is not None)
             for warning in thermal_metrics.warnings:
                 ctx.log.warning("%s", warning)
+    from .runner import check_finite
+
+    check_finite(comm, fields.displacement.x.array, "displacement", 1, fields.t)
     for warning in metrics.warnings:
         ctx.log.warning("%s", warning)
     values = dict(metrics.as_metrics())

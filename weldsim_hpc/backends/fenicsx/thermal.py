@@ -31,7 +31,7 @@ the energy put in up to the solver tolerance (mass and heat content use one quad
 thermal_steady solves K T = F + W with every time-dependent value taken at t = 0 and the
 weld on.
 
-Solver: CG + hypre BoomerAMG (GAMG where PETSc lacks hypre), rtol/atol/max_iterations
+Solver: CG + GAMG (solver.petsc_options may choose e.g. pc_type = hypre), rtol/atol/max_iterations
 from case.solver; element order from case.effective_element_order (P1 by default).
 
 Public API::
@@ -330,12 +330,7 @@ def solve_thermal(fmesh: Any, comm: Any, case: CaseSpec, materials_by_volume: Ma
 
     ksp = PETSc.KSP().create(comm)
     ksp.setType("cg")
-    pc = ksp.getPC()
-    if PETSc.Sys.hasExternalPackage("hypre"):
-        pc.setType("hypre")
-        pc.setHYPREType("boomeramg")
-    else:
-        pc.setType("gamg")
+    ksp.getPC().setType("gamg")  # the default; solver.petsc_options may pick hypre etc.
     ksp.setTolerances(rtol=case.solver.rtol, atol=case.solver.atol, max_it=case.solver.max_iterations)
     ksp.setInitialGuessNonzero(True)  # the previous increment
     configure_ksp(ksp, case.solver.petsc_options, "weldsim_thermal_")
