@@ -51,14 +51,16 @@ def test_weldsim_run_unsupported_backend_is_a_clear_error_before_preparing(tmp_p
 
 def test_ctrl_c_interrupts_with_exit_4_and_resume_finishes_on_another_rank_count(tmp_path):
     case = tmp_path / "long.toml"
-    case.write_text(THERMAL.read_text().replace("end_s = 0.5\ndt_s = 0.05", "end_s = 4.0\ndt_s = 0.01"))
+    # 2000 steps: several seconds even where a step takes 2 ms, so Ctrl-C lands mid-run
+    long_text = THERMAL.read_text().replace("end_s = 0.5\ndt_s = 0.05", "end_s = 20.0\ndt_s = 0.01")
+    assert long_text != THERMAL.read_text()
+    case.write_text(long_text)
     runs = tmp_path / "runs"
     proc = subprocess.Popen([str(WELDSIM), "run", str(case), "--preset", "ci", "--np", "2", "--out", str(runs)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not list(runs.glob("*/progress.h5")) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
+        time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=300)
     paths = only_run(runs)

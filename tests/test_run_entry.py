@@ -84,7 +84,7 @@ def wait_for_checkpoints(paths: RunPaths, count: int, proc: subprocess.Popen, ti
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted 1-rank run of the long case: metrics and final checkpoint."""
-    paths = prepare_run(stack_case(end_s=1.0, dt_s=0.02, every=5), tmp_path_factory.mktemp("ref"), ranks=1)
+    paths = prepare_run(stack_case(end_s=1.0, dt_s=0.002, every=50), tmp_path_factory.mktemp("ref"), ranks=1)
     code, out = run(paths.root, 1)
     assert code == 0, out
     return paths, read_metrics(paths), final_checkpoint(paths)
@@ -115,7 +115,7 @@ def test_wrong_rank_count_is_refused(tmp_path):
 
 def test_kill_on_every_rank_then_resume_on_one_rank(tmp_path, reference):
     ref_paths, ref_metrics, ref_ckpt = reference
-    paths = prepare_run(stack_case(end_s=1.0, dt_s=0.02, every=5), tmp_path, ranks=2)
+    paths = prepare_run(stack_case(end_s=1.0, dt_s=0.002, every=50), tmp_path, ranks=2)
     proc = start(paths.root, 2)
     rows_while_running = wait_for_checkpoints(paths, 2, proc)
     assert rows_while_running > 0  # a reader in another process saw rows before the end
@@ -144,7 +144,7 @@ def test_kill_on_every_rank_then_resume_on_one_rank(tmp_path, reference):
 
 def test_sigterm_ends_with_4_and_a_usable_checkpoint(tmp_path, reference):
     _, ref_metrics, ref_ckpt = reference
-    paths = prepare_run(stack_case(end_s=1.0, dt_s=0.02, every=5), tmp_path, ranks=2)
+    paths = prepare_run(stack_case(end_s=1.0, dt_s=0.002, every=50), tmp_path, ranks=2)
     proc = start(paths.root, 2)
     wait_for_checkpoints(paths, 1, proc)
     for pid in rank_pids(paths.root):
