@@ -74,6 +74,8 @@ METRICS: dict[str, MetricSpec] = {
     "uniformity": MetricSpec("1", "min / max axial |u| over output_face", _PERCENT),
     "input_amplitude_0pk_m": MetricSpec("m", "axial input amplitude (0-peak)", _MICRON),
     "output_amplitude_0pk_m": MetricSpec("m", "mean axial output-face amplitude (0-peak)", _MICRON),
+    "input_force_0pk_N": MetricSpec("N", "axial force amplitude needed to drive input_face at the working frequency"),
+    "harmonic_modes_used": MetricSpec("1", "fixed-input modes in the modal superposition"),
     # structural
     "max_displacement_m": MetricSpec("m", "largest displacement magnitude (0-peak when dynamic)", _MICRON),
     "max_von_mises_Pa": MetricSpec("Pa", "peak von Mises stress (over a cycle when dynamic)", _MPA),

@@ -46,7 +46,7 @@ BACKENDS: dict[str, BackendInfo] = {
     "fenicsx": BackendInfo(
         name="fenicsx",
         analyses=("thermal_steady", "thermal_transient", "static_structural", "coupled_thermo_structural",
-                  "modal"),
+                  "modal", "harmonic"),
         parallel=True,
         requires=("dolfinx", "petsc4py", "mpi4py"),
         install_hint="install Debian's python3-dolfinx stack and use the project venv (.venv/bin/python)",

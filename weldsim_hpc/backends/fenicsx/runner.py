@@ -154,6 +154,10 @@ def run_fenicsx(ctx: Any) -> dict[str, Any]:
         from .dynamics_runner import run_modal
 
         fields, values, writer = run_modal(ctx, fmesh)
+    elif analysis == "harmonic":
+        from .harmonic_runner import run_harmonic
+
+        fields, values, writer = run_harmonic(ctx, fmesh)
     else:
         from .structural_runner import run_structural
 
