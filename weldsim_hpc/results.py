@@ -62,6 +62,7 @@ METRICS: dict[str, MetricSpec] = {
     # modal / tuning
     "f_working_Hz": MetricSpec("Hz", "frequency of the working (longitudinal) mode", _KHZ),
     "tuning_error_Hz": MetricSpec("Hz", "working frequency minus the target frequency"),
+    "f_1d_estimate_Hz": MetricSpec("Hz", "1-D (Webster) estimate of the working frequency, beside the 3-D value", _KHZ),
     "mode_separation_Hz": MetricSpec("Hz", "distance from the working mode to the nearest other mode"),
     "modes_found": MetricSpec("1", "number of converged eigenmodes"),
     "mode_separation_flag": MetricSpec("1", "1 when another mode lies within 500 Hz of the working mode"),

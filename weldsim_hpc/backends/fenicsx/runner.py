@@ -127,6 +127,17 @@ def _thermal(ctx: Any, fmesh: Any, *, analysis_case: Any = None) -> tuple[Any, A
     return result, writer
 
 
+def _one_d_estimate(ctx: Any) -> dict[str, float]:
+    """The 1-D Webster working frequency of a parametric horn, reported beside the 3-D one."""
+    from ..preview import HORN_KINDS, preview_case
+
+    if getattr(ctx.case.geometry, "kind", None) not in HORN_KINDS:
+        return {}
+    estimate = preview_case(ctx.case, ctx.materials["horn"])
+    ctx.log.info("1-D estimate of the working frequency: %.1f Hz (%s)", estimate.f_working_Hz, estimate.method)
+    return {"f_1d_estimate_Hz": estimate.f_working_Hz}
+
+
 def _mesh_metrics(fmesh: Any, comm: Any) -> dict[str, float]:
     tdim = fmesh.mesh.topology.dim
     return {"n_cells": float(comm.allreduce(fmesh.mesh.topology.index_map(tdim).size_local)),
@@ -162,6 +173,8 @@ def run_fenicsx(ctx: Any) -> dict[str, Any]:
         from .structural_runner import run_structural
 
         fields, values, writer = run_structural(ctx, fmesh, _thermal)
+    if analysis in ("modal", "harmonic"):
+        values.update(_one_d_estimate(ctx))
     writer.progress(0, fields.t, 100.0, "output", "writing fields", force=True)
     write_fields(fields, ctx.paths.fields_xdmf, ctx.paths.fields_pvd)
     values.update(probe_values(ctx.case, fields, ctx.comm))
