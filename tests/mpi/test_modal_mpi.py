@@ -258,7 +258,15 @@ def test_stepped_horn_working_frequency_converges(stepped):
            f"{freqs[1]:.2f} Hz ({dofs[1]} dofs, {walls[1]:.1f} s): change {change:.3%}; "
            f"1-D quarter-wave sections give 20000 Hz ({freqs[1] / 20e3 - 1:+.2%})")
     assert_all(None not in freqs and change < 1e-3, f"{freqs}")
-    assert_all(0.95 < freqs[1] / 20e3 < 1.0, "3-D step should lower the 1-D frequency by a few %")
+    # reported beside the 1-D estimate of the preview backend, which lies about 3 % above
+    from weldsim_hpc.backends.preview import preview_case
+    from weldsim_hpc.geometry import SteppedHorn
+
+    horn = SteppedHorn(length_input_m=0.06335, length_output_m=0.06335, diameter_input_m=0.02,
+                       diameter_output_m=0.01, fillet_radius_m=1e-3)
+    f1d = preview_case(modal_case().model_copy(update={"geometry": horn}), TI).f_working_Hz
+    report(f"1-D estimate {f1d:.1f} Hz lies {f1d / freqs[1] - 1:+.2%} above the 3-D value")
+    assert_all(0.01 < f1d / freqs[1] - 1 < 0.05, f"1-D {f1d} vs 3-D {freqs[1]}")
 
 
 # --- 4. the same numbers on 1 and 2 ranks -----------------------------------------------------
