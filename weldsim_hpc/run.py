@@ -56,9 +56,7 @@ class StopRequest:
 
     def agreed(self) -> bool:
         """Collective: True on every rank when any rank received a stop signal."""
-        from mpi4py import MPI
-
-        return bool(self.comm.allreduce(self.received is not None, op=MPI.LOR))
+        return any(self.comm.allgather(self.received is not None))
 
 
 @dataclass
@@ -233,9 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", help="a run directory made by prepare_run / `weldsim run`")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     args = parser.parse_args(argv)
-    from mpi4py import MPI
+    from .comm import world
 
-    return execute(args.run_dir, args.resume, MPI.COMM_WORLD)
+    return execute(args.run_dir, args.resume, world())
 
 
 if __name__ == "__main__":
