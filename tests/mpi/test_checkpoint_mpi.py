@@ -14,17 +14,11 @@ from mpi4py import MPI
 from weldsim_hpc.checkpoint import PROGRESS_FILE, find_resume_checkpoint, read_latest_checkpoint, start_attempt
 from weldsim_hpc.progress_reader import ProgressReader
 from weldsim_hpc.states import RunState
+from .collective import assert_all  # noqa: E402
 
 COMM = MPI.COMM_WORLD
 N = 1000  # global field size
 CASE, MESH = "case-hash", "mesh-hash"
-
-
-def assert_all(ok: bool, message: str = "") -> None:
-    """Collective assert: fails on every rank if it fails on any, with each rank's message."""
-    verdicts = COMM.allgather((bool(ok), message))
-    bad = [f"rank {r}: {m}" for r, (good, m) in enumerate(verdicts) if not good]
-    assert not bad, "; ".join(bad)
 
 
 def collective(fn):

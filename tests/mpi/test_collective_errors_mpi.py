@@ -11,14 +11,9 @@ from weldsim_hpc.backends.fenicsx import compat
 from weldsim_hpc.backends.fenicsx.runner import check_finite
 from weldsim_hpc.errors import ExpressionError, SolverError
 from weldsim_hpc.expressions import parse_expression
+from .collective import assert_all  # noqa: E402
 
 COMM = MPI.COMM_WORLD
-
-
-def assert_all(ok: bool, message: str = "") -> None:
-    verdicts = COMM.allgather((bool(ok), message))
-    bad = [f"rank {r}: {m}" for r, (good, m) in enumerate(verdicts) if not good]
-    assert not bad, "; ".join(bad)
 
 
 def raised(fn, kind) -> str:

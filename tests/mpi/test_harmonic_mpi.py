@@ -36,6 +36,7 @@ from weldsim_hpc.backends.fenicsx.mesh_io import read_mesh
 from weldsim_hpc.backends.fenicsx.modal import solve_modal
 from weldsim_hpc.case import CaseSpec
 from weldsim_hpc.materials import material_from_dict
+from .collective import assert_all, on_root  # noqa: E402
 
 COMM = MPI.COMM_WORLD
 E, NU, RHO, ETA = 113.8e9, 0.342, 4430.0, 1e-4
@@ -50,27 +51,6 @@ STEPPED = {"kind": "stepped", "length_input_m": 0.06335, "length_output_m": 0.06
            "diameter_input_m": 0.020, "diameter_output_m": 0.010, "fillet_radius_m": 0.001}
 U_OUT = 10e-6
 SCALES = np.array([0.975, 1.0, 1.025])
-
-
-def assert_all(ok: bool, message: str = "") -> None:
-    """Collective assert: fails on every rank if it fails on any, with each rank's message."""
-    verdicts = COMM.allgather((bool(ok), message))
-    bad = [f"rank {r}: {m}" for r, (good, m) in enumerate(verdicts) if not good]
-    assert not bad, "; ".join(bad)
-
-
-def on_root(fn):
-    """Run fn() on rank 0 only; broadcast its result, or fail on every rank."""
-    result = None
-    if COMM.rank == 0:
-        try:
-            result = (True, fn())
-        except Exception as exc:  # reported on all ranks below
-            result = (False, f"{type(exc).__name__}: {exc}")
-    ok, value = COMM.bcast(result, root=0)
-    if not ok:
-        pytest.fail(f"rank 0 failed: {value}")
-    return value
 
 
 def report(text: str) -> None:

@@ -39,6 +39,7 @@ from weldsim_hpc import mesh as M
 from weldsim_hpc.case import CaseSpec
 from weldsim_hpc.materials import material_from_dict
 from weldsim_hpc.physics.modal import ModeClass
+from .collective import assert_all, on_root  # noqa: E402
 
 COMM = MPI.COMM_WORLD
 E, NU, RHO = 113.8e9, 0.342, 4430.0
@@ -51,27 +52,6 @@ TI = material_from_dict({
     "expansion_1_K": 8.6e-6, "yield_strength_Pa": 880e6, "fatigue_strength_Pa": 510e6,
     "fatigue_cycles": 1e7, "loss_factor": 5e-5, "solidus_K": 1877.15})
 MATS = {"horn": TI}
-
-
-def assert_all(ok: bool, message: str = "") -> None:
-    """Collective assert: fails on every rank if it fails on any, with each rank's message."""
-    verdicts = COMM.allgather((bool(ok), message))
-    bad = [f"rank {r}: {m}" for r, (good, m) in enumerate(verdicts) if not good]
-    assert not bad, "; ".join(bad)
-
-
-def on_root(fn):
-    """Run fn() on rank 0 only; broadcast its result, or raise its error on every rank."""
-    result = None
-    if COMM.rank == 0:
-        try:
-            result = (True, fn())
-        except Exception as exc:  # reported on all ranks below
-            result = (False, f"{type(exc).__name__}: {exc}")
-    ok, value = COMM.bcast(result, root=0)
-    if not ok:
-        pytest.fail(f"rank 0 failed: {value}")
-    return value
 
 
 def report(text: str) -> None:

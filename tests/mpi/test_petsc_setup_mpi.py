@@ -7,14 +7,9 @@ from mpi4py import MPI
 from petsc4py import PETSc
 
 from weldsim_hpc.backends.fenicsx.petsc_setup import configure_ksp
+from .collective import assert_all  # noqa: E402
 
 COMM = MPI.COMM_WORLD
-
-
-def assert_all(ok: bool, message: str = "") -> None:
-    verdicts = COMM.allgather((bool(ok), message))
-    bad = [f"rank {r}: {m}" for r, (good, m) in enumerate(verdicts) if not good]
-    assert not bad, "; ".join(bad)
 
 
 @pytest.mark.mpi

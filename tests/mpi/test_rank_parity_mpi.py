@@ -22,15 +22,10 @@ from weldsim_hpc.backends.fenicsx.thermal import solve_thermal
 from weldsim_hpc.case_checks import resolve_case_materials
 from weldsim_hpc.case_io import load_case
 from weldsim_hpc.pipeline import mesh_case
+from .collective import assert_all  # noqa: E402
 
 COMM = MPI.COMM_WORLD
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def assert_all(ok: bool, message: str = "") -> None:
-    verdicts = COMM.allgather((bool(ok), message))
-    bad = [f"rank {r}: {m}" for r, (good, m) in enumerate(verdicts) if not good]
-    assert not bad, "; ".join(bad)
 
 
 def prepared(name: str, tmp_path_factory):
