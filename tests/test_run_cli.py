@@ -43,9 +43,9 @@ def test_weldsim_run_thermal_ci_on_two_ranks(tmp_path):
 
 
 def test_weldsim_run_unsupported_backend_is_a_clear_error_before_preparing(tmp_path):
-    out = weldsim("run", THERMAL, "--preset", "ci", "--backend", "scipy", "--out", tmp_path / "runs")
+    out = weldsim("run", THERMAL, "--preset", "ci", "--backend", "preview", "--out", tmp_path / "runs")
     assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert "'scipy' is not implemented yet" in out.stderr
+    assert "'preview' does not support analysis 'thermal_transient'" in out.stderr
     assert not (tmp_path / "runs").exists()
 
 

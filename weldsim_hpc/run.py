@@ -194,6 +194,10 @@ def execute(run_dir: str, resume: bool, comm: Any) -> int:
             from .backends.preview.runner import run_preview
 
             metrics = run_preview(ctx)
+        elif backend == "scipy":
+            from .backends.scipy.runner import run_scipy
+
+            metrics = run_scipy(ctx)
         else:
             from .backends.fenicsx.runner import run_fenicsx
 

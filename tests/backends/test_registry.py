@@ -24,14 +24,16 @@ def without(monkeypatch):
 
 
 def test_only_real_backends_are_registered():
-    assert list(BACKENDS) == ["fenicsx", "preview"]
+    assert list(BACKENDS) == ["fenicsx", "scipy", "preview"]
     assert BACKENDS["fenicsx"].analyses == NOW and BACKENDS["fenicsx"].parallel
+    assert BACKENDS["scipy"].analyses == NOW[:4] and not BACKENDS["scipy"].parallel
+    assert BACKENDS["scipy"].requires == ("numpy", "scipy", "pyamg")
     assert BACKENDS["preview"].analyses == ("modal", "harmonic") and not BACKENDS["preview"].parallel
 
 
 @pytest.mark.parametrize("analysis", NOW)
 def test_auto_picks_fenicsx_where_dolfinx_is_installed(analysis):
-    assert available_backends() == ["fenicsx", "preview"]
+    assert available_backends() == ["fenicsx", "scipy", "preview"]
     assert select_backend("auto", analysis) == "fenicsx"
     assert select_backend("fenicsx", analysis) == "fenicsx"
 
@@ -45,29 +47,36 @@ def test_availability_check_imports_nothing():
 
 def test_explicit_fenicsx_without_dolfinx_is_an_error_not_a_switch(without):
     without("dolfinx")
-    assert available_backends() == ["preview"]
+    assert available_backends() == ["scipy", "preview"]
     with pytest.raises(BackendError, match="'fenicsx' needs dolfinx.*python3-dolfinx"):
         select_backend("fenicsx", "thermal_steady")
 
 
-def test_auto_without_any_backend_names_the_analysis_and_what_is_missing(without):
+@pytest.mark.parametrize("analysis", NOW[:4])
+def test_auto_picks_scipy_where_dolfinx_is_missing(without, analysis):
     without("dolfinx")
+    assert select_backend("auto", analysis) == "scipy"
+    assert select_backend("scipy", analysis) == "scipy"
+
+
+def test_scipy_refuses_what_it_does_not_solve_yet():
+    with pytest.raises(BackendError, match="'scipy' does not support analysis 'modal'"):
+        select_backend("scipy", "modal")
+
+
+def test_auto_without_any_backend_names_the_analysis_and_what_is_missing(without):
+    without("dolfinx", "pyamg")
     with pytest.raises(BackendError, match="no available backend supports analysis 'thermal_steady'.*fenicsx "
                                            r"\(needs dolfinx\)"):
         select_backend("auto", "thermal_steady")
 
 
 def test_analysis_no_available_backend_supports_is_named(without):
-    without("dolfinx")  # only the 1-D preview is left, and auto never picks it
+    without("dolfinx")  # scipy does not solve harmonic yet, and auto never picks the 1-D preview
     with pytest.raises(BackendError, match="no available backend supports analysis 'harmonic'"):
         select_backend("auto", "harmonic")
     with pytest.raises(BackendError, match="'preview' does not support analysis 'static_structural'"):
         select_backend("preview", "static_structural")
-
-
-def test_known_but_unimplemented_backends_are_refused():
-    with pytest.raises(BackendError, match="'scipy' is not implemented yet.*implemented: fenicsx, preview"):
-        select_backend("scipy", "thermal_steady")
 
 
 @pytest.mark.parametrize("analysis", ["modal", "harmonic"])

@@ -6,8 +6,8 @@ machine without dolfinx is an error the engineer has to see). Availability is de
 ``importlib.util.find_spec`` — nothing heavy is imported, so the CLI and the portal can
 ask without loading dolfinx or MPI.
 
-Only real backends are registered; the CaseSpec also names scipy, which is refused as "not
-implemented yet" until its module lands. The 1-D `preview` backend runs only when asked
+Only real backends are registered: fenicsx (MPI), scipy (one node, numpy/scipy/pyamg;
+"auto" picks it where dolfinx is missing) and preview. The 1-D `preview` backend runs only when asked
 for by name: "auto" never answers a 3-D case with an estimate.
 
     select_backend("auto", "thermal_transient")   # 'fenicsx' where dolfinx is installed
@@ -50,6 +50,13 @@ BACKENDS: dict[str, BackendInfo] = {
         parallel=True,
         requires=("dolfinx", "petsc4py", "mpi4py"),
         install_hint="install Debian's python3-dolfinx stack and use the project venv (.venv/bin/python)",
+    ),
+    "scipy": BackendInfo(
+        name="scipy",
+        analyses=("thermal_steady", "thermal_transient", "static_structural", "coupled_thermo_structural"),
+        parallel=False,
+        requires=("numpy", "scipy", "pyamg"),
+        install_hint="pip install numpy scipy pyamg (core weldsim_hpc dependencies)",
     ),
     "preview": BackendInfo(
         name="preview",
