@@ -222,14 +222,21 @@ class _Fractions:
         self.centroid_xy = np.array(c)
         u = self.u
         dx, dxq = ufl.dx(domain=mesh), ufl.dx(domain=mesh, metadata={"quadrature_degree": 2 * V.ufl_element().degree() + 2})
-        rx, ry = x[0] - c[0], x[1] - c[1]
-        r = ufl.sqrt(rx * rx + ry * ry + (1e-9 * float(np.max(hi - lo))) ** 2)
+        # centroid and regulariser as Constants, not floats: a float changing in its last bit
+        # (another partition, another mesh) would give the form a new signature and a JIT
+        # compilation on every run
+        from petsc4py import PETSc
+
+        cx, cy = (fem.Constant(mesh, PETSc.ScalarType(v)) for v in c)
+        eps2 = fem.Constant(mesh, PETSc.ScalarType((1e-9 * float(np.max(hi - lo))) ** 2))
+        rx, ry = x[0] - cx, x[1] - cy
+        r = ufl.sqrt(rx * rx + ry * ry + eps2)
         u_theta = (-ry * u[0] + rx * u[1]) / r
         self.total = fem.form(rho * ufl.inner(u, u) * dx)
         self.axial = fem.form(rho * u[2] * u[2] * dx)
         self.torsional = fem.form(rho * u_theta * u_theta * dxq)
         w = ufl.TestFunction(self.Q)
-        xr, yr = x[0] - c[0], x[1] - c[1]
+        xr, yr = x[0] - cx, x[1] - cy
         # per cell: ∫ρ u_x, ∫ρ u_y (slice-mean transverse motion); ∫ρ u_z, ∫ρ u_z x, ∫ρ u_z y (tilt)
         self.cell_forms = [fem.form(rho * q * w * dx) for q in (u[0], u[1], u[2], u[2] * xr, u[2] * yr)]
         n_cells = self.Q.dofmap.index_map.size_local
