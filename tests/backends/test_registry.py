@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from weldsim_hpc.backends import registry
-from weldsim_hpc.backends.registry import BACKENDS, BackendError, available_backends, select_backend
+from weldsim_hpc.backends.registry import (BACKENDS, BackendError, available_backends, missing_modules,
+                                          select_backend)
 
 NOW = ("thermal_steady", "thermal_transient", "static_structural", "coupled_thermo_structural", "modal",
        "harmonic")
@@ -26,7 +27,7 @@ def without(monkeypatch):
 def test_only_real_backends_are_registered():
     assert list(BACKENDS) == ["fenicsx", "scipy", "preview"]
     assert BACKENDS["fenicsx"].analyses == NOW and BACKENDS["fenicsx"].parallel
-    assert BACKENDS["scipy"].analyses == NOW[:4] and not BACKENDS["scipy"].parallel
+    assert BACKENDS["scipy"].analyses == NOW and not BACKENDS["scipy"].parallel
     assert BACKENDS["scipy"].requires == ("numpy", "scipy", "pyamg")
     assert BACKENDS["preview"].analyses == ("modal", "harmonic") and not BACKENDS["preview"].parallel
 
@@ -52,16 +53,17 @@ def test_explicit_fenicsx_without_dolfinx_is_an_error_not_a_switch(without):
         select_backend("fenicsx", "thermal_steady")
 
 
-@pytest.mark.parametrize("analysis", NOW[:4])
+@pytest.mark.parametrize("analysis", NOW)
 def test_auto_picks_scipy_where_dolfinx_is_missing(without, analysis):
     without("dolfinx")
     assert select_backend("auto", analysis) == "scipy"
     assert select_backend("scipy", analysis) == "scipy"
 
 
-def test_scipy_refuses_what_it_does_not_solve_yet():
-    with pytest.raises(BackendError, match="'scipy' does not support analysis 'modal'"):
-        select_backend("scipy", "modal")
+def test_scipy_solves_horn_dynamics_but_auto_prefers_fenicsx_where_installed(without):
+    assert select_backend("scipy", "modal") == "scipy" and select_backend("scipy", "harmonic") == "scipy"
+    if not missing_modules("fenicsx"):
+        assert select_backend("auto", "harmonic") == "fenicsx"
 
 
 def test_auto_without_any_backend_names_the_analysis_and_what_is_missing(without):
@@ -72,7 +74,7 @@ def test_auto_without_any_backend_names_the_analysis_and_what_is_missing(without
 
 
 def test_analysis_no_available_backend_supports_is_named(without):
-    without("dolfinx")  # scipy does not solve harmonic yet, and auto never picks the 1-D preview
+    without("dolfinx", "pyamg")  # auto never picks the 1-D preview for horn dynamics
     with pytest.raises(BackendError, match="no available backend supports analysis 'harmonic'"):
         select_backend("auto", "harmonic")
     with pytest.raises(BackendError, match="'preview' does not support analysis 'static_structural'"):

@@ -11,7 +11,7 @@ Only real backends are registered: fenicsx (MPI), scipy (one node, numpy/scipy/p
 for by name: "auto" never answers a 3-D case with an estimate.
 
     select_backend("auto", "thermal_transient")   # 'fenicsx' where dolfinx is installed
-    select_backend("fenicsx", "modal")            # BackendError: fenicsx does not support modal yet
+    select_backend("preview", "static_structural")  # BackendError: preview does not support it
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ BACKENDS: dict[str, BackendInfo] = {
     ),
     "scipy": BackendInfo(
         name="scipy",
-        analyses=("thermal_steady", "thermal_transient", "static_structural", "coupled_thermo_structural"),
+        analyses=("thermal_steady", "thermal_transient", "static_structural", "coupled_thermo_structural",
+                  "modal", "harmonic"),
         parallel=False,
         requires=("numpy", "scipy", "pyamg"),
         install_hint="pip install numpy scipy pyamg (core weldsim_hpc dependencies)",

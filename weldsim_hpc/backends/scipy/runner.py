@@ -21,6 +21,7 @@ from .output import SolvedFields, probe_values, write_fields
 
 THERMAL = ("thermal_steady", "thermal_transient")
 STRUCTURAL = ("static_structural", "coupled_thermo_structural")
+DYNAMICS = ("modal", "harmonic")
 
 
 class UnsupportedAnalysisError(WeldSimError):
@@ -148,6 +149,17 @@ def _structural(ctx: Any, mesh: Any) -> tuple[SolvedFields, dict, Any]:
     return fields, values, writer
 
 
+def _one_d_estimate(ctx: Any) -> dict[str, float]:
+    """The 1-D Webster working frequency of a parametric horn, reported beside the 3-D one."""
+    from ..preview import HORN_KINDS, preview_case
+
+    if getattr(ctx.case.geometry, "kind", None) not in HORN_KINDS:
+        return {}
+    estimate = preview_case(ctx.case, ctx.materials["horn"])
+    ctx.log.info("1-D estimate of the working frequency: %.1f Hz (%s)", estimate.f_working_Hz, estimate.method)
+    return {"f_1d_estimate_Hz": estimate.f_working_Hz}
+
+
 def run_scipy(ctx: Any) -> dict[str, Any]:
     """Solve ctx.case on one process; write fields and return the metrics (name -> Metric)."""
     from ...mesh import read_mesh_dir
@@ -157,11 +169,10 @@ def run_scipy(ctx: Any) -> dict[str, Any]:
         raise WeldSimError(f"solver.ranks: the scipy backend runs on one process, not {ctx.comm.size}; "
                            "set solver.ranks = 1 or use the fenicsx backend")
     analysis = ctx.case.analysis
-    if analysis not in THERMAL + STRUCTURAL:
+    if analysis not in THERMAL + STRUCTURAL + DYNAMICS:
         raise UnsupportedAnalysisError(
-            f"analysis: '{analysis}' is not solved by the scipy backend yet (thermal_steady, "
-            "thermal_transient, static_structural, coupled_thermo_structural are); use the "
-            "fenicsx backend")
+            f"analysis: '{analysis}' is not solved by the scipy backend (thermal_steady, "
+            "thermal_transient, static_structural, coupled_thermo_structural, modal, harmonic are)")
     mesh = read_mesh_dir(ctx.paths.mesh_dir)
     ctx = _Ctx(ctx, mesh)
     if analysis in THERMAL:
@@ -174,8 +185,18 @@ def run_scipy(ctx: Any) -> dict[str, Any]:
         values = dict(thermal.as_metrics())
         if analysis == "thermal_transient":
             values["n_time_steps"] = float(len(result.times_s) - 1)
+    elif analysis == "modal":
+        from .dynamics_runner import run_modal
+
+        fields, values, writer = run_modal(ctx, mesh)
+    elif analysis == "harmonic":
+        from .dynamics_runner import run_harmonic
+
+        fields, values, writer = run_harmonic(ctx, mesh)
     else:
         fields, values, writer = _structural(ctx, mesh)
+    if analysis in DYNAMICS:
+        values.update(_one_d_estimate(ctx))
     writer.progress(0, fields.t, 100.0, "output", "writing fields", force=True)
     write_fields(fields, ctx.paths.fields_xdmf, ctx.paths.fields_pvd)
     values.update(probe_values(ctx.case, fields))
