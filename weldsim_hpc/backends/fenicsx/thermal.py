@@ -357,6 +357,8 @@ def solve_thermal(fmesh: Any, comm: Any, case: CaseSpec, materials_by_volume: Ma
                 f"residual {ksp.getResidualNorm():.3e}; raise solver.max_iterations or check "
                 "the boundary conditions")
         T.x.array[:] += dT.x.array
+        for _, g, dofs in dirichlet:  # hold prescribed values exactly, not to CG's tolerance
+            T.x.array[dofs] = g.x.array[dofs]
 
     def increment_bcs() -> None:
         """The increment's Dirichlet values: g(t) − T on the constrained dofs."""
