@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import RunInterrupted, SolverError, WeldSimError
+from ...errors import SolverError, WeldSimError
+from ..run_steps import checkpoint_step, thermal_metric_values
 from . import compat
 from .field_order import GlobalOrder
 from .output import SolvedFields, probe_values, write_fields
@@ -46,6 +47,11 @@ def check_finite(comm: Any, array: np.ndarray, what: str, step: int, t: float) -
     if not comm.allreduce(bool(np.isfinite(array).all()), op=MPI.LAND):
         raise SolverError(f"the {what} became NaN or infinite at step {step} (t = {t:g} s): check "
                           "material properties and boundary values, or reduce time.dt_s")
+
+
+def temperature_check(comm: Any) -> Any:
+    """check_finite for a temperature Function, as `run_steps.checkpoint_step` wants it."""
+    return lambda T, step, t: check_finite(comm, T.x.array, "temperature", step, t)
 
 
 class ThermalCheckpoints:
@@ -112,16 +118,7 @@ def _thermal(ctx: Any, fmesh: Any, *, analysis_case: Any = None) -> tuple[Any, A
     writer = ctx.open_writer(n_values=checkpoints.n_values, field_names=("temperature",),
                              field_layout=checkpoints.layout)
     start = checkpoints.start_state() if ctx.resume else None
-    every = case.time.checkpoint_every
-
-    def on_state(state: Any, T: Any) -> None:
-        check_finite(comm, T.x.array, "temperature", state.step, state.t)
-        stop = ctx.stop.agreed()
-        if stop or state.step % every == 0 or state.step == state.n_steps:
-            checkpoints.save(writer, state)
-        if stop:
-            raise RunInterrupted(state.step, state.t)
-
+    on_state = checkpoint_step(ctx, checkpoints, writer, temperature_check(comm))
     result = solve_thermal(fmesh, comm, case, ctx.materials, on_progress=writer.progress,
                            on_step_state=on_state, start=start)
     return result, writer
@@ -155,12 +152,7 @@ def run_fenicsx(ctx: Any) -> dict[str, Any]:
         result, writer = _thermal(ctx, fmesh)
         fields = SolvedFields(temperature=result.temperature, temperature_p1=result.temperature_p1,
                               t=float(result.times_s[-1]))
-        thermal = result.metrics(ctx.materials, transient=analysis == "thermal_transient")
-        for warning in thermal.warnings:
-            ctx.log.warning("%s", warning)
-        values = dict(thermal.as_metrics())
-        if analysis == "thermal_transient":
-            values["n_time_steps"] = float(len(result.times_s) - 1)
+        values = thermal_metric_values(result, ctx, analysis)
     elif analysis == "modal":
         from .dynamics_runner import run_modal
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import RunInterrupted
+from ..run_steps import checkpoint_step
 from .output import SolvedFields
 
 STRUCTURAL = ("static_structural", "coupled_thermo_structural")
@@ -64,7 +64,7 @@ def run_structural(ctx: Any, fmesh: Any, thermal_runner: Any) -> tuple[SolvedFie
 def _coupled(ctx: Any, fmesh: Any) -> tuple[Any, Any]:
     """The coupled solve, with the thermal checkpoints of a transient thermal part."""
     from .coupled import solve_coupled
-    from .runner import ThermalCheckpoints, check_finite
+    from .runner import ThermalCheckpoints, temperature_check
 
     case, comm = ctx.case, ctx.comm
     if case.time is None:
@@ -74,16 +74,7 @@ def _coupled(ctx: Any, fmesh: Any) -> tuple[Any, Any]:
     writer = ctx.open_writer(n_values=checkpoints.n_values, field_names=("temperature",),
                              field_layout=checkpoints.layout)
     start = checkpoints.start_state() if ctx.resume else None
-    every = case.time.checkpoint_every
-
-    def on_state(state: Any, T: Any) -> None:
-        check_finite(comm, T.x.array, "temperature", state.step, state.t)
-        stop = ctx.stop.agreed()
-        if stop or state.step % every == 0 or state.step == state.n_steps:
-            checkpoints.save(writer, state)
-        if stop:
-            raise RunInterrupted(state.step, state.t)
-
+    on_state = checkpoint_step(ctx, checkpoints, writer, temperature_check(comm))
     result = solve_coupled(fmesh, comm, case, ctx.materials, on_progress=writer.progress,
                            thermal_options={"on_step_state": on_state, "start": start})
     return result, writer

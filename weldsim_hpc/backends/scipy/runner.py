@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import RunInterrupted, SolverError, WeldSimError
+from ...errors import SolverError, WeldSimError
+from ..run_steps import checkpoint_step, thermal_metric_values
 from .fe import Space
 from .output import SolvedFields, probe_values, write_fields
 
@@ -86,16 +87,8 @@ def _transient_hooks(ctx: Any, space: Space) -> tuple[Any, dict]:
     writer = ctx.open_writer(n_values=checkpoints.n_values, field_names=("temperature",),
                              field_layout=checkpoints.layout)
     start = checkpoints.start_state() if ctx.resume else None
-    every = ctx.case.time.checkpoint_every
-
-    def on_state(state: Any, T: np.ndarray) -> None:
-        check_finite(T, "temperature", state.step, state.t)
-        stop = ctx.stop.agreed()
-        if stop or state.step % every == 0 or state.step == state.n_steps:
-            checkpoints.save(writer, state)
-        if stop:
-            raise RunInterrupted(state.step, state.t)
-
+    on_state = checkpoint_step(ctx, checkpoints, writer,
+                               lambda T, step, t: check_finite(T, "temperature", step, t))
     return writer, {"on_step_state": on_state, "start": start}
 
 
@@ -179,12 +172,7 @@ def run_scipy(ctx: Any) -> dict[str, Any]:
         result, writer = _thermal(ctx, mesh)
         fields = SolvedFields(mesh.points, mesh.cells, temperature=(result.space, result.temperature),
                               t=float(result.times_s[-1]))
-        thermal = result.metrics(ctx.materials, transient=analysis == "thermal_transient")
-        for warning in thermal.warnings:
-            ctx.log.warning("%s", warning)
-        values = dict(thermal.as_metrics())
-        if analysis == "thermal_transient":
-            values["n_time_steps"] = float(len(result.times_s) - 1)
+        values = thermal_metric_values(result, ctx, analysis)
     elif analysis == "modal":
         from .dynamics_runner import run_modal
 
