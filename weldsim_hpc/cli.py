@@ -260,3 +260,6 @@ def resume_run(run_dir: Path, ranks: int | None) -> None:
     code = _follow(paths, ranks, resume=True)
     _report(paths, code)
     sys.exit(code)
+
+
+from . import cli_exec  # noqa: E402,F401  (registers submit/status/watch/cancel/logs/agent)

@@ -119,13 +119,17 @@ def refuse_if_mpi_imported(modules: Mapping[str, object] | None = None) -> None:
 
 def launch(run_dir: str | os.PathLike, ranks: int, resume: bool = False, *, python: str = sys.executable,
            launcher: str = "mpirun", entry: Sequence[str] = ENTRY,
-           env: Mapping[str, str] | None = None) -> subprocess.Popen:
+           env: Mapping[str, str] | None = None, pass_fds: Sequence[int] = (),
+           scheduler_job_id: str | None = None) -> subprocess.Popen:
     """Start the entry point for the prepared run at `run_dir`; return at once.
 
     The job gets its own session (start_new_session), so `cancel` reaches mpirun and every
     rank as one process group, and a Ctrl-C in the terminal does not kill it mid-write.
     Its stdout/stderr are appended to <run>/launcher.log; the attempt (pid, start time)
-    is appended to attempts.json. `env` defaults to `clean_environment()`.
+    is appended to attempts.json. `env` defaults to `clean_environment()`. `pass_fds`
+    are inherited by the job (an executor passes the run's locked run.lock, so the lock
+    lives as long as the job does); `scheduler_job_id` (e.g. $SLURM_JOB_ID inside an
+    allocation) goes into attempts.json.
     """
     refuse_if_mpi_imported()
     paths = RunPaths.from_dir(run_dir)
@@ -140,10 +144,10 @@ def launch(run_dir: str | os.PathLike, ranks: int, resume: bool = False, *, pyth
         try:
             proc = subprocess.Popen(cmd, env=dict(clean_environment() if env is None else env), cwd=paths.root,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+                                    start_new_session=True, pass_fds=tuple(pass_fds))
         except OSError as exc:
             raise LaunchError(f"could not start {cmd[0]!r}: {exc}") from None
-    record_attempt_start(paths, attempt, proc.pid, started)
+    record_attempt_start(paths, attempt, proc.pid, started, scheduler_job_id)
     return proc
 
 
