@@ -249,13 +249,17 @@ def run_case(case_file: Path, preset: str | None, ranks: int | None, backend: st
 @main.command("resume")
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @np_option
+@click.option("--backend", type=click.Choice(["auto", "fenicsx", "scipy", "preview"]), default=None,
+              help="continue on another backend (fenicsx and scipy checkpoints are interchangeable)")
 @_user_errors
-def resume_run(run_dir: Path, ranks: int | None) -> None:
-    """Continue an interrupted run from its last checkpoint (optionally on another --np)."""
-    from .launch import set_run_ranks
+def resume_run(run_dir: Path, ranks: int | None, backend: str | None) -> None:
+    """Continue an interrupted run from its last checkpoint (optionally on another --np or --backend)."""
+    from .launch import set_run_backend, set_run_ranks
     from .run_paths import RunPaths
 
     paths = RunPaths.from_dir(run_dir)
+    if backend is not None:
+        _, ranks = set_run_backend(paths, backend, ranks)
     ranks = set_run_ranks(paths, ranks)
     code = _follow(paths, ranks, resume=True)
     _report(paths, code)

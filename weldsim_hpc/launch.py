@@ -67,19 +67,20 @@ def _check_ranks(ranks: object) -> int:
 
 def mpi_command(run_dir: str | os.PathLike, ranks: int, *, python: str = sys.executable, resume: bool = False,
                 as_root: bool | None = None, launcher: str = "mpirun", oversubscribe: bool = True,
-                entry: Sequence[str] = ENTRY) -> list[str]:
+                entry: Sequence[str] = ENTRY, wrapper: Sequence[str] = (), mpi: str = "pmix") -> list[str]:
     """The argv that runs the entry point on `ranks` processes (never a shell string).
 
     ranks 1: plain ``python -m weldsim_hpc.run RUN_DIR`` (no MPI launcher at all).
     launcher "mpirun" (OpenMPI): ``--allow-run-as-root`` when as_root (default: the euid
     is 0), ``--oversubscribe`` so a workstation with fewer cores than ranks still runs.
     launcher "srun" (inside a Slurm allocation): ``srun --mpi=pmix -n N`` — the only
-    Slurm MPI plugin that works here. run_dir is made absolute, so it never reads as an
-    option, and it stays exactly one argv element.
+    Slurm MPI plugin that works here (`mpi` picks another). `wrapper` goes between the
+    launcher and python (e.g. ``apptainer exec --bind … IMAGE``). run_dir is made
+    absolute, so it never reads as an option, and it stays exactly one argv element.
     """
     ranks = _check_ranks(ranks)
     run_dir = os.path.abspath(os.fspath(run_dir))
-    job = [os.fspath(python), *entry, run_dir] + (["--resume"] if resume else [])
+    job = [*wrapper, os.fspath(python), *entry, run_dir] + (["--resume"] if resume else [])
     if ranks == 1:
         return job
     if launcher == "mpirun":
@@ -87,7 +88,7 @@ def mpi_command(run_dir: str | os.PathLike, ranks: int, *, python: str = sys.exe
         return (["mpirun"] + (["--allow-run-as-root"] if as_root else [])
                 + (["--oversubscribe"] if oversubscribe else []) + ["-n", str(ranks)] + job)
     if launcher == "srun":
-        return ["srun", "--mpi=pmix", "-n", str(ranks)] + job
+        return ["srun", f"--mpi={mpi}", "-n", str(ranks)] + job
     raise LaunchError(f"unknown MPI launcher {launcher!r} (valid: mpirun, srun)")
 
 
@@ -120,7 +121,8 @@ def refuse_if_mpi_imported(modules: Mapping[str, object] | None = None) -> None:
 def launch(run_dir: str | os.PathLike, ranks: int, resume: bool = False, *, python: str = sys.executable,
            launcher: str = "mpirun", entry: Sequence[str] = ENTRY,
            env: Mapping[str, str] | None = None, pass_fds: Sequence[int] = (),
-           scheduler_job_id: str | None = None) -> subprocess.Popen:
+           scheduler_job_id: str | None = None, wrapper: Sequence[str] = (),
+           mpi: str = "pmix", command: Sequence[str] | None = None) -> subprocess.Popen:
     """Start the entry point for the prepared run at `run_dir`; return at once.
 
     The job gets its own session (start_new_session), so `cancel` reaches mpirun and every
@@ -129,13 +131,15 @@ def launch(run_dir: str | os.PathLike, ranks: int, resume: bool = False, *, pyth
     is appended to attempts.json. `env` defaults to `clean_environment()`. `pass_fds`
     are inherited by the job (an executor passes the run's locked run.lock, so the lock
     lives as long as the job does); `scheduler_job_id` (e.g. $SLURM_JOB_ID inside an
-    allocation) goes into attempts.json.
+    allocation) goes into attempts.json. `command` replaces the argv built by `mpi_command`
+    (the Slurm executor's srun step).
     """
     refuse_if_mpi_imported()
     paths = RunPaths.from_dir(run_dir)
     if not paths.case_json.is_file():
         raise LaunchError(f"{paths.root} is not a prepared run (no case.json); prepare it with `weldsim run CASE`")
-    cmd = mpi_command(paths.root, ranks, python=python, resume=resume, launcher=launcher, entry=entry)
+    cmd = list(command) if command is not None else mpi_command(
+        paths.root, ranks, python=python, resume=resume, launcher=launcher, entry=entry, wrapper=wrapper, mpi=mpi)
     attempt = max((a["attempt"] for a in read_attempts(paths)), default=0) + 1
     started = time.time()
     with open(paths.root / LAUNCHER_LOG, "ab") as log:
@@ -168,24 +172,55 @@ def set_run_ranks(paths: RunPaths, ranks: int | None) -> int:
     checkpoint does not depend on it (case_hash leaves ranks out), so a resume on another
     number of ranks only rewrites that one field. Refuses while an attempt is still running.
     """
-    import json
-
     from .run_paths import write_json_atomic
+
+    data, current = _solver_setting(paths, "ranks")
+    if ranks is None or ranks == current:
+        return _check_ranks(current)
+    data["solver"]["ranks"] = _check_ranks(ranks)
+    write_json_atomic(paths.case_json, data)
+    return ranks
+
+
+def set_run_backend(paths: RunPaths, backend: str | None, ranks: int | None = None) -> tuple[str, int | None]:
+    """Before a resume: the backend to continue on, written to case.json's solver.backend if
+    changed, and the ranks to ask set_run_ranks for. Returns (backend, ranks).
+
+    fenicsx and scipy checkpoint a transient temperature alike (field_order's key order,
+    then the heat input and the per-volume peaks) and case_hash leaves solver.backend out,
+    so a run interrupted on one resumes on the other. `backend` ("auto" too) must be
+    available here and support the run's analysis (`registry.select_backend`); None keeps
+    the current one. A backend that is not `parallel` (scipy) runs on one rank: ranks None
+    becomes 1, another number is refused. Refuses while an attempt is still running.
+    """
+    from .backends.registry import BACKENDS, select_backend
+    from .run_paths import write_json_atomic
+
+    data, current = _solver_setting(paths, "backend")
+    chosen = current if backend is None else select_backend(backend, str(data.get("analysis")))
+    if chosen in BACKENDS and not BACKENDS[chosen].parallel:
+        if ranks not in (None, 1):
+            raise LaunchError(f"the {chosen} backend runs on one process: resume run {paths.run_id} with --np 1")
+        ranks = 1
+    if chosen != current:
+        data["solver"]["backend"] = chosen
+        write_json_atomic(paths.case_json, data)
+    return chosen, ranks
+
+
+def _solver_setting(paths: RunPaths, key: str) -> tuple[dict, Any]:
+    """(case.json data, its solver.<key>) of a run no attempt of which is still running."""
+    import json
 
     for a in read_attempts(paths):
         if a.get("exit_code") is None and isinstance(a.get("pid"), int) and _alive(a["pid"]):
             raise LaunchError(f"run {paths.run_id}: attempt {a['attempt']} (pid {a['pid']}) is still running")
     try:
         data = json.loads(paths.case_json.read_text(encoding="utf-8"))
-        current = data["solver"]["ranks"]
+        return data, data["solver"][key]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise LaunchError(f"{paths.case_json}: unreadable or without solver.ranks ({exc}); "
+        raise LaunchError(f"{paths.case_json}: unreadable or without solver.{key} ({exc}); "
                           "is it a prepared run?") from None
-    if ranks is None or ranks == current:
-        return _check_ranks(current)
-    data["solver"]["ranks"] = _check_ranks(ranks)
-    write_json_atomic(paths.case_json, data)
-    return ranks
 
 
 def cancel(proc: subprocess.Popen, sig: int = signal.SIGUSR1) -> None:

@@ -83,12 +83,15 @@ def original_material_id(record_id: str) -> str:
 def case_hash(case_data: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of case.json (sorted keys, no spaces, UTF-8).
 
-    `solver.ranks` is left out: it says how a run is executed, not what is solved, so a
-    checkpoint stays valid when a resumed attempt runs on a different number of ranks.
+    `solver.ranks` and `solver.backend` are left out: they say how a run is executed, not
+    what is solved, so a checkpoint stays valid when a resumed attempt runs on a different
+    number of ranks or on the other 3-D backend (fenicsx and scipy write the same
+    checkpoint layout; a checkpoint of the wrong size is refused by its length).
     """
     data = json.loads(json.dumps(case_data))  # a deep copy of plain JSON data
     if isinstance(data.get("solver"), dict):
         data["solver"].pop("ranks", None)
+        data["solver"].pop("backend", None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -5,12 +5,12 @@ Run: OMP_NUM_THREADS=1 mpirun --allow-run-as-root -n 2 .venv/bin/python -m pytes
 Meshes are built with gmsh on rank 0 only, written as mesh dirs and read collectively;
 every assertion is collective. The tests are deterministic and compare with closed forms
 (or the NAFEMS target) at tight tolerances, so the 1- and 2-rank runs agree to them.
+The cantilever, 3-2-1 bar and NAFEMS LE10 validation runs on both backends in
+tests/mpi/validation/ (test_structural.py, test_le10.py).
 
-1. cantilever tip deflection vs Euler–Bernoulli (L/h = 20, P2): < 2 %
-2. uniform ΔT on a 3-2-1-equivalent support: u = αΔT·x to 1e-6, σ_vm ≤ 1e-6·EαΔT
-3. NAFEMS LE11 σ_zz at point A = −105 MPa: < 2 %
-4. the constraint check: NotConstrainedError with the exact message on every rank
-5. coupled: steady linear T → stress-free, u = α∫(T − T_ref)dx to 1e-6; transient
+1. NAFEMS LE11 σ_zz at point A = −105 MPa: < 2 %
+2. the constraint check: NotConstrainedError with the exact message on every rank
+3. coupled: steady linear T → stress-free, u = α∫(T − T_ref)dx to 1e-6; transient
    checkpoints and the maximum von Mises over time
 """
 
@@ -29,6 +29,7 @@ from weldsim_hpc import mesh as M
 from weldsim_hpc.case import CaseSpec
 from weldsim_hpc.materials import material_from_dict
 from .collective import assert_all, on_root  # noqa: E402
+from .validation._meshes import box_msh as _box_msh
 
 COMM = MPI.COMM_WORLD
 
@@ -46,32 +47,6 @@ def solid(E: float, nu: float, alpha: float, *, k: float = 50.0, rho: float = 78
         "conductivity_W_mK": k, "specific_heat_J_kgK": cp, "expansion_1_K": alpha,
         "yield_strength_Pa": yield_Pa, "fatigue_strength_Pa": 1e8, "fatigue_cycles": 1e9,
         "loss_factor": 1e-3, "solidus_K": 1700.0})
-
-
-def _box_msh(path, box, size):
-    """A box 0..box, volume 'bar', faces x0 x1 y0 y1 z0 z1 (x0: the face x = 0, …)."""
-    import gmsh
-
-    gmsh.initialize(readConfigFiles=False)
-    try:
-        gmsh.option.setNumber("General.Terminal", 0)
-        vol = gmsh.model.occ.addBox(0, 0, 0, *box)
-        gmsh.model.occ.synchronize()
-        faces = {}
-        for _, s in gmsh.model.getBoundary([(3, vol)], oriented=False):
-            bb = np.array(gmsh.model.getBoundingBox(2, s)).reshape(2, 3)
-            axis = int(np.argmin(bb[1] - bb[0]))
-            faces[f"{'xyz'[axis]}{0 if bb[0, axis] < 1e-9 else 1}"] = s
-        gmsh.model.setPhysicalName(3, gmsh.model.addPhysicalGroup(3, [vol], 1), "bar")
-        for tag, name in enumerate(sorted(faces), start=1):
-            gmsh.model.setPhysicalName(2, gmsh.model.addPhysicalGroup(2, [faces[name]], tag), name)
-        gmsh.option.setNumber("Mesh.MeshSizeMax", size)
-        gmsh.option.setNumber("Mesh.MeshSizeMin", size / 2)
-        gmsh.model.mesh.generate(3)
-        gmsh.write(str(path))
-    finally:
-        gmsh.finalize()
-    return path
 
 
 def _le11_msh(path, size, fine):
@@ -161,54 +136,9 @@ def face_mean(fmesh, f, face):
     return COMM.allreduce(fem.assemble_scalar(fem.form(f * ds(tag)))) / area
 
 
-# --- 1. cantilever ----------------------------------------------------------------------
-BEAM_L, BEAM_H = 0.2, 0.01            # m: L/h = 20
-STEEL = solid(200e9, 0.3, 1.2e-5, yield_Pa=250e6)
-
-
-@pytest.fixture(scope="module")
-def beam(tmp_path_factory):
-    return read_built(tmp_path_factory, "beam", _box_msh, (BEAM_L, BEAM_H, BEAM_H), BEAM_H / 2)
-
-
-@pytest.mark.mpi
-def test_cantilever_tip_deflection_matches_euler_bernoulli(beam):
-    """Clamped at x = 0, a uniform shear traction F/h² on x = L (total force F along −z):
-    δ = F L³ / (3 E I), I = h⁴/12, vs the mean u_z over the tip face (quadratic elements)."""
-    from weldsim_hpc.backends.fenicsx.elasticity import solve_elasticity
-
-    F = 100.0
-    case = make_case(solver={"rtol": 1e-10}, boundary_conditions=[
-        {"type": "fixed", "boundary": "x0"},
-        {"type": "traction", "boundary": "x1", "value": [0.0, 0.0, -F / BEAM_H**2]}])
-    progress = []
-    res = solve_elasticity(beam, COMM, case, {"bar": STEEL}, on_progress=lambda *a: progress.append(a))
-    delta = -face_mean(beam, res.displacement[2], "x1")
-    exact = F * BEAM_L**3 / (3 * STEEL.youngs_modulus_Pa * BEAM_H**4 / 12)
-    err = abs(delta / exact - 1)
-    # root bending stress M c / I = 6 F L / h³ (the clamp adds a local peak on top of it)
-    sigma_root = 6 * F * BEAM_L / BEAM_H**3
-    report(f"cantilever: δ = {delta:.6e} m vs E–B {exact:.6e} m (error {err:.2%}); "
-           f"max σ_vm {res.metrics.max_von_mises_Pa / 1e6:.1f} MPa vs M c/I {sigma_root / 1e6:.1f} MPa; "
-           f"{res.ksp_iterations} CG iterations")
-    assert_all(err < 0.02, f"tip deflection {delta} vs {exact}: {err:.3%}")
-    assert_all(abs(res.max_displacement_m / delta - 1) < 0.01, f"max |u| {res.max_displacement_m}")
-    assert_all(0.8 < res.metrics.max_von_mises_Pa / sigma_root < 1.5, f"{res.metrics}")
-    assert_all(res.metrics.von_mises_over_yield == pytest.approx(res.metrics.max_von_mises_Pa / 250e6),
-               f"{res.metrics}")
-    assert_all(progress and progress[-1][2] == 100.0, "no final progress call")
-    # the P1 output and the lumped nodal von Mises are consistent with the full-order fields
-    tip = np.array([[BEAM_L, BEAM_H / 2, BEAM_H / 2]])
-    from weldsim_hpc.backends.fenicsx import compat
-
-    u2 = compat.evaluate_vector_at_points(res.displacement, tip, COMM)[0]
-    u1 = compat.evaluate_vector_at_points(res.displacement_p1, tip, COMM)[0]
-    assert_all(np.allclose(u1, u2, rtol=0, atol=1e-3 * delta), f"P1 {u1} vs P2 {u2}")
-
-
-# --- 2. uniform ΔT on a statically determinate support --------------------------------------
+# --- the box (x0..z1 faces) -------------------------------------------------------------------
 BOX = (0.05, 0.02, 0.01)
-DT = 100.0
+STEEL = solid(200e9, 0.3, 1.2e-5, yield_Pa=250e6)
 
 
 @pytest.fixture(scope="module")
@@ -216,42 +146,7 @@ def box(tmp_path_factory):
     return read_built(tmp_path_factory, "box", _box_msh, BOX, 0.006)
 
 
-@pytest.mark.mpi
-def test_uniform_temperature_on_321_support_is_stress_free(box):
-    """The 3-2-1-equivalent support: three orthogonal symmetry planes (ux = 0 on x = 0,
-    uy = 0 on y = 0, uz = 0 on z = 0) remove exactly the six rigid-body motions and nothing
-    else for a uniform expansion, like a point-edge-face 3-2-1 support at the corner (0,0,0):
-    the exact solution is u = α ΔT x, σ = 0 (P2 holds it exactly; the error is the solver's).
-    ΔT comes from a temperature_field load T_ref + ΔT."""
-    from weldsim_hpc.backends.fenicsx import compat
-    from weldsim_hpc.backends.fenicsx.elasticity import solve_elasticity
-
-    T_ref = 293.15
-    case = make_case(solver={"rtol": 1e-12, "atol": 1e-30}, thermal={"T_ref_K": T_ref},
-                     loads=[{"type": "temperature_field", "value": T_ref + DT}],
-                     boundary_conditions=[disp("x0", ux=0.0), disp("y0", uy=0.0), disp("z0", uz=0.0)])
-    res = solve_elasticity(box, COMM, case, {"bar": STEEL})
-    a = STEEL.expansion_1_K
-    pts = np.array([[BOX[0], BOX[1], BOX[2]], [0.3 * BOX[0], 0.7 * BOX[1], 0.2 * BOX[2]],
-                    [BOX[0], 0.0, 0.5 * BOX[2]], [0.81 * BOX[0], 0.33 * BOX[1], BOX[2]]])
-    u = compat.evaluate_vector_at_points(res.displacement, pts, COMM)
-    exact = a * DT * pts
-    scale = a * DT * np.linalg.norm(BOX)
-    err = np.abs(u - exact).max() / scale
-    vm_bound = 1e-6 * STEEL.youngs_modulus_Pa * a * DT
-    vm_max = COMM.allreduce(float(res.von_mises_dg0.x.array.max(initial=0.0)), op=MPI.MAX)
-    report(f"3-2-1 uniform ΔT: max |u − αΔT x| / |u|max = {err:.2e}; max σ_vm = {vm_max:.3e} Pa "
-           f"(bound {vm_bound:.3e} Pa); metric {res.metrics.max_von_mises_Pa:.3e} Pa")
-    assert_all(err < 1e-6, f"u {u} vs {exact}")
-    assert_all(res.metrics.max_von_mises_Pa <= vm_bound and vm_max <= vm_bound, f"σ_vm {vm_max}")
-    assert_all(abs(res.max_displacement_m / scale - 1) < 1e-6, f"max |u| {res.max_displacement_m}")
-    sig = res.stress_at(pts, COMM)
-    assert_all(np.abs(sig).max() <= vm_bound, f"stress {sig}")
-    assert_all(res.temperature is not None and np.allclose(res.temperature.x.array, T_ref + DT),
-               "temperature")
-
-
-# --- 3. NAFEMS LE11 ---------------------------------------------------------------------
+# --- 1. NAFEMS LE11 ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def le11(tmp_path_factory):
     return read_built(tmp_path_factory, "le11", _le11_msh, 0.15, 0.03)
@@ -289,7 +184,7 @@ def test_nafems_le11_axial_stress_at_A(le11):
     assert_all(err_mean < 0.02 and np.abs(szz / ref - 1).max() < 0.03, f"σ_zz on the circle {szz}")
 
 
-# --- 4. the constraint check ---------------------------------------------------------------
+# --- 2. the constraint check ---------------------------------------------------------------
 @pytest.mark.mpi
 def test_unconstrained_structure_fails_on_every_rank(box):
     from weldsim_hpc.backends.fenicsx.elasticity import (
@@ -319,7 +214,7 @@ def test_unconstrained_structure_fails_on_every_rank(box):
     assert_all(0.8 < ux / uniaxial < 1.0, f"mean u_x on x1 {ux} vs uniaxial {uniaxial}")
 
 
-# --- 5. coupled ----------------------------------------------------------------------------
+# --- 3. coupled ----------------------------------------------------------------------------
 @pytest.mark.mpi
 def test_coupled_steady_linear_temperature_is_stress_free(box):
     """T = T1 at x = 0, T2 at x = L, insulated sides: T = T1 + b x (P1 exact). A linear

@@ -39,5 +39,17 @@ def thermal_metric_values(result: Any, ctx: Any, analysis: str) -> dict[str, Any
         ctx.log.warning("%s", warning)
     values = dict(thermal.as_metrics())
     if analysis == "thermal_transient":
-        values["n_time_steps"] = float(len(result.times_s) - 1)
+        values["n_time_steps"] = float(steps_reached(ctx.case, float(result.times_s[-1])))
     return values
+
+
+def steps_reached(case: Any, t_s: float) -> int:
+    """Index of time t_s on the case's time grid: the steps of the whole simulation up to
+    t_s, also when the last attempt resumed from a checkpoint (it counts its own steps only)."""
+    import bisect
+
+    from ..physics.thermal import time_grid
+
+    weld = case.weld is not None and any(bc.type == "weld_interface_heating" for bc in case.boundary_conditions)
+    grid = time_grid(case.time.end_s, case.time.dt_s, (case.weld.weld_time_s,) if weld else ())
+    return bisect.bisect_left(grid, t_s * (1 - 1e-12))

@@ -1,4 +1,4 @@
-"""NAFEMS LE10 — thick elliptic plate under pressure: σ_yy at D = −5.38 MPa, on 1 and 2 ranks.
+"""NAFEMS LE10 — thick elliptic plate under pressure: σ_yy at D = −5.38 MPa, on both backends.
 
 Source: NAFEMS, *The Standard NAFEMS Benchmarks*, TNSB Rev. 3, NAFEMS Ltd, East Kilbride,
 1990, test LE10 ("thick plate pressure"). The definitions below were checked against
@@ -27,12 +27,16 @@ How σ_yy at D is read: D lies on the boundary (an edge of the model), where the
 (DG1 for P2, exact for the strain of each cell) jumps between cells. We report the
 *nodal average* at D — the mean of the DG1 σ_yy at D over every cell that has D as a
 vertex, the averaged nodal stress a commercial post-processor shows. The cells are found
-through the point group `point_D` (a dim-0 group), the owned cells summed over ranks. As a
-cross-check, the point value 1 mm inside the body (ElasticityResult.stress_at) must meet
-the same tolerance. Measured here (scratch convergence runs with a direct solver): nodal
-average −5.47, −5.41, −5.41, −5.40 MPa for 9k, 21k, 49k, 73k dofs.
+through the point group `point_D` (a dim-0 group; on fenicsx the owned cells summed over
+ranks). As a cross-check, the point value 1 mm inside the body (ElasticityResult.stress_at
+of either backend) must meet the same tolerance. Measured here (scratch convergence runs
+with a direct solver): nodal average −5.47, −5.41, −5.41, −5.40 MPa for 9k, 21k, 49k, 73k dofs.
 
-Run: OMP_NUM_THREADS=1 mpirun --allow-run-as-root -n 2 .venv/bin/python -m pytest --with-mpi tests/mpi/test_le10_mpi.py
+Both backends solve the same mesh (fenicsx on every rank, scipy on rank 0) and meet the same
+tolerance with the same two readings of σ_yy at D.
+
+Run: OMP_NUM_THREADS=1 mpirun --allow-run-as-root -n 2 .venv/bin/python -m pytest --with-mpi \
+         tests/mpi/validation/test_le10.py
 """
 
 from __future__ import annotations
@@ -42,11 +46,13 @@ import time
 import numpy as np
 import pytest
 
-import dolfinx  # noqa: F401  (the set-up installs it)
+import dolfinx  # noqa: F401  (tests/conftest.py collects tests/mpi only under mpirun)
 from mpi4py import MPI
 
-from tests.mpi.test_mesh_mpi import assert_all, on_root
 from weldsim_hpc import mesh as M
+
+from ..collective import assert_all
+from ._backends import on_root_idle, report
 
 COMM = MPI.COMM_WORLD
 SIGMA_YY_D_REF = -5.38e6  # Pa, NAFEMS TNSB Rev. 3 (1990), LE10
@@ -128,7 +134,7 @@ def build_le10_msh(path, *, size_at_d: float = 0.02, size_max: float = 0.15,
     return str(path)
 
 
-def le10_case(msh_path: str):
+def le10_case(msh_path: str, backend: str = "fenicsx"):
     """The LE10 CaseSpec: mesh_file geometry, inline material, BCs by group name."""
     from weldsim_hpc.case import CaseSpec
 
@@ -146,7 +152,7 @@ def le10_case(msh_path: str):
             {"boundary": "face_BC", "type": "displacement", "value": [0.0, 0.0, None]},
             {"boundary": "mid_edge", "type": "displacement", "value": [None, None, 0.0]},
         ],
-        "solver": {"backend": "fenicsx", "ranks": COMM.size, "rtol": 1e-10, "atol": 1e-14,
+        "solver": {"backend": backend, "ranks": COMM.size if backend == "fenicsx" else 1, "rtol": 1e-10, "atol": 1e-14,
                    "max_iterations": 2000},
     })
 
@@ -161,7 +167,7 @@ def le10(tmp_path_factory):
         data = M.read_msh(msh)
         return msh, str(M.write_mesh_dir(data, base / "mesh")), data, time.perf_counter() - t0
 
-    return on_root(build)
+    return on_root_idle(build)
 
 
 @pytest.mark.mpi
@@ -188,50 +194,32 @@ def test_le10_case_accepts_the_edge_group(le10):
 
 
 @pytest.mark.mpi
-def test_le10_sigma_yy_at_d(le10):
-    from weldsim_hpc.backends.fenicsx.elasticity import solve_elasticity
-    from weldsim_hpc.backends.fenicsx.mesh_io import read_mesh
+def test_le10_sigma_yy_at_d(backend, le10):
     from weldsim_hpc.case_checks import resolve_case_materials
 
     msh, mesh_dir, data, t_mesh = le10
-    case = le10_case(msh)
+    case = le10_case(msh, backend.name)
     materials, problems = resolve_case_materials(case)
     assert_all(problems == [], f"{problems}")
 
-    t0 = time.perf_counter()
-    fmesh = read_mesh(mesh_dir, COMM)
-    result = solve_elasticity(fmesh, COMM, case, materials)
-    t_solve = time.perf_counter() - t0
+    def measure():
+        t0 = time.perf_counter()
+        mesh = backend.mesh(mesh_dir)
+        res = backend.solve_elasticity(mesh, case, materials)
+        seconds = time.perf_counter() - t0
+        nodal, cells = backend.nodal_average(mesh, res, "point_D", D, (1, 1))
+        inside = backend.stress_at(res, [[D[0] + 1e-3, D[1] + 1e-3, D[2] - 1e-3]])[0, 1]
+        return {"nodal": nodal, "cells": cells, "inside": float(inside), "seconds": seconds,
+                "its": res.ksp_iterations}
 
-    nodal = sigma_yy_nodal_average(fmesh, result.stress, "point_D")
-    inside = result.stress_at(np.array([[D[0] + 1e-3, D[1] + 1e-3, D[2] - 1e-3]]), COMM)[0, 1]
-    dofs = 3 * fmesh.mesh.comm.allreduce(result.displacement.function_space.dofmap.index_map.size_local)
-    if COMM.rank == 0:
-        print(f"\nLE10 on {COMM.size} rank(s): {data.n_cells} tets, {dofs} dofs, mesh {t_mesh:.1f} s, "
-              f"read + solve {t_solve:.1f} s, {result.ksp_iterations} CG its; σ_yy(D) nodal average "
-              f"{nodal / 1e6:.4f} MPa ({(nodal / SIGMA_YY_D_REF - 1) * 100:+.2f} %), 1 mm inside "
-              f"{inside / 1e6:.4f} MPa ({(inside / SIGMA_YY_D_REF - 1) * 100:+.2f} %); reference −5.38 MPa")
+    m = backend.measure(measure)
+    nodal, inside = m["nodal"], m["inside"]
+    report(backend, f"LE10: {data.n_cells} tets, mesh {t_mesh:.1f} s, read + solve {m['seconds']:.1f} s, "
+           f"{m['its']} CG its; σ_yy(D) nodal average over {m['cells']} cells {nodal / 1e6:.4f} MPa "
+           f"({(nodal / SIGMA_YY_D_REF - 1) * 100:+.2f} %), 1 mm inside {inside / 1e6:.4f} MPa "
+           f"({(inside / SIGMA_YY_D_REF - 1) * 100:+.2f} %); reference −5.38 MPa")
+    assert_all(m["cells"] > 0, "no cell at point D")
     assert_all(abs(nodal / SIGMA_YY_D_REF - 1) < TOLERANCE,
                f"σ_yy(D) nodal average {nodal / 1e6:.4f} MPa vs −5.38 MPa (±{TOLERANCE:.0%})")
     assert_all(abs(inside / SIGMA_YY_D_REF - 1) < TOLERANCE,
                f"σ_yy 1 mm inside D {inside / 1e6:.4f} MPa vs −5.38 MPa (±{TOLERANCE:.0%})")
-
-
-def sigma_yy_nodal_average(fmesh, stress, point_group: str) -> float:
-    """Collective: mean of the cellwise (DG) σ_yy at the vertex of `point_group` over every
-    cell that shares that vertex (each owned cell counted once over ranks)."""
-    mesh = fmesh.mesh
-    tag = fmesh.groups[point_group][1]
-    verts = fmesh.point_tags.indices[fmesh.point_tags.values == tag]
-    mesh.topology.create_connectivity(0, 3)
-    v_to_c = mesh.topology.connectivity(0, 3)
-    n_owned = mesh.topology.index_map(3).size_local
-    total, count = 0.0, 0
-    for v in verts:
-        cells = [c for c in v_to_c.links(v) if c < n_owned]
-        for c in cells:
-            total += float(stress.eval(np.array(D), [c])[4])  # row-major 3×3: index 4 is yy
-        count += len(cells)
-    total, count = COMM.allreduce(total), COMM.allreduce(count)
-    assert_all(count > 0, "no cell at point D")
-    return total / count
