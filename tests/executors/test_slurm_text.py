@@ -244,7 +244,9 @@ def test_slurm_cluster_job_script_has_our_directives_once(tmp_path):
     assert "#SBATCH -n 1" not in script and "#SBATCH -t " not in script
     worker = next(line for line in script.splitlines() if "distributed.cli.dask_worker" in line)
     argv = shlex.split(worker)
-    assert argv[0] == "/opt/my venv/bin/python"  # quoted, one word
+    # exec'd (the worker must BE the batch step: a shell in between lets it outlive a
+    # cancelled job), and the interpreter quoted, one word
+    assert argv[:2] == ["exec", "/opt/my venv/bin/python"]
     assert argv.count("--nthreads") == 1 and argv[argv.index("--nthreads") + 1] == "1"
     assert argv.count("--no-nanny") == 1 and "--nanny" not in argv
     assert argv[argv.index("--resources") + 1] == "run=1; rm -rf /"  # one argument, never shell code

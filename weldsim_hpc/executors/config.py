@@ -54,7 +54,7 @@ class ExecutorConfig(BaseModel):
     slurm_qos: str | None = Field(None, description="QOS (sbatch --qos)")
     slurm_walltime: str = Field("01:00:00", description="default walltime of a run's job")
     slurm_mem: str | None = Field(None, description="memory per job, e.g. 4G (default: the partition's)")
-    slurm_mpi: str = Field("pmix", description="srun --mpi plugin (pmix is the one that works with OpenMPI 4.1)")
+    slurm_mpi: str = Field("pmix", pattern=r"^[a-z0-9_]+$", description="srun --mpi plugin (pmix is the one that works with OpenMPI 4.1)")
     slurm_signal_lead_s: int = Field(60, ge=0, description="USR1 this many seconds before the walltime: "
                                                            "the run checkpoints and ends interrupted")
     slurm_sweep_max_jobs: int = Field(2, ge=1, description="adaptive worker jobs shared by single-rank runs")

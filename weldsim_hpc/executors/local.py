@@ -22,20 +22,37 @@ from ..run_paths import RunPaths, read_attempts, record_attempt_end
 from ..states import RunState
 from .base import EXIT_OF_STATUS, Attempt, Executor, Outcome, outcome_of_exit, task_key
 from .config import ExecutorConfig
-from .record import RunRecord, is_locked, try_lock
+from .record import RecordError, RunRecord, is_locked, read_record, try_lock
 
 #: exit code recorded for an attempt that ended unseen, without a final status
 EXIT_LOST = -1
 
 
-def run_attempt(run_dir: str, ranks: int, resume: bool, python: str) -> int:
-    """The dask task of one attempt: lock, launch, wait, record the exit; the exit code."""
+def _cancel_requested(paths: RunPaths) -> bool:
+    try:
+        return read_record(paths).cancel_requested
+    except RecordError:
+        return False
+
+
+def run_attempt(run_dir: str, ranks: int, resume: bool, python: str, cancel_grace_s: float = 10.0) -> int:
+    """The dask task of one attempt: lock, launch, wait, record the exit; the exit code.
+
+    A cancel that arrives while the task is starting may find no job to signal yet (its
+    pid is not in attempts.json): so the task looks at the record's cancel_requested
+    (written before the agent signals anything) before launching, and once more after the
+    attempt is recorded, and then stops the job itself.
+    """
     paths = RunPaths.from_dir(run_dir)
     fd = try_lock(paths)  # RunLocked if another attempt is alive: never two writers
     try:
+        if _cancel_requested(paths):
+            return 128 + signal.SIGTERM  # cancelled before it started: nothing launched
         proc = launch(paths.root, ranks, resume=resume, python=python, pass_fds=(fd,))
     finally:
         os.close(fd)  # the job holds the lock from here on
+    if _cancel_requested(paths):
+        stop_job(proc.pid, lambda: proc.poll() is None, cancel_grace_s)
     code = exit_code(proc.wait())
     attempt = next(a for a in reversed(read_attempts(paths)) if a.get("pid") == proc.pid)
     record_attempt_end(paths, attempt["attempt"], code)
@@ -43,12 +60,18 @@ def run_attempt(run_dir: str, ranks: int, resume: bool, python: str) -> int:
 
 
 def process_start_time(pid: int) -> float | None:
-    """UNIX start time of process `pid` from /proc (None if it does not exist)."""
+    """UNIX start time of process `pid` from /proc (None if it does not exist or has exited).
+
+    A zombie (exited, not yet reaped) counts as gone: an orphaned job's launcher is
+    re-parented to pid 1, which in a container may never reap it.
+    """
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
                     if line.startswith("btime "))
     except (OSError, StopIteration, IndexError, ValueError):
+        return None
+    if fields[0] in ("Z", "X"):
         return None
     return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
@@ -59,13 +82,50 @@ def is_same_process(pid: int, start_time: float, slack_s: float = 5.0) -> bool:
     return started is not None and abs(started - start_time) <= slack_s
 
 
+def session_members(sid: int) -> list[int]:
+    """Pids of the processes in session `sid` (from /proc; zombies included, harmless)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[3]) == sid:
+                members.append(int(entry.name))
+    return members
+
+
 def signal_group(pid: int, sig: int) -> bool:
-    """Signal the process group led by `pid` (the job's session); False if it is gone."""
+    """Signal the job led by `pid`: its process group and every process of its session.
+
+    The launcher starts the job in a session of its own; OpenMPI then gives each rank a
+    process group of its own inside that session, so killpg alone reaches mpirun only.
+    False if nothing was left to signal.
+    """
+    reached = False
     try:
         os.killpg(pid, sig)
+        reached = True
     except (ProcessLookupError, PermissionError):
-        return False
-    return True
+        pass
+    for member in session_members(pid):
+        try:
+            os.kill(member, sig)
+            reached = True
+        except (ProcessLookupError, PermissionError):
+            pass
+    return reached
+
+
+def stop_job(pid: int, is_alive, grace_s: float) -> None:
+    """SIGTERM the job's process group; SIGKILL it if `is_alive()` after grace_s seconds."""
+    signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and is_alive():
+        time.sleep(0.2)
+    if is_alive():
+        signal_group(pid, signal.SIGKILL)
 
 
 def last_status(paths: RunPaths, attempt: int) -> RunState | None:
@@ -114,16 +174,20 @@ class LocalExecutor(Executor):
                 from distributed import Client, LocalCluster
 
                 dask.config.set({"distributed.scheduler.allowed-failures": 0})
+                # The scheduler and the worker start an HTTP server (health and info pages) even
+                # without a dashboard, on 0.0.0.0 unless told an address: loopback only here.
                 self._cluster = LocalCluster(processes=False, n_workers=1,
                                              threads_per_worker=self.config.local_max_runs,
-                                             dashboard_address=None, scheduler_port=0)
+                                             dashboard_address=None, scheduler_port=0,
+                                             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                                             worker_dashboard_address="127.0.0.1:0")
                 self._client = Client(self._cluster)
             return self._client
 
     def start(self, paths: RunPaths, record: RunRecord, attempt: int, *, resume: bool) -> Attempt:
         python = self.config.python or os.fspath(Path(os.sys.executable))
         future = self._dask().submit(run_attempt, os.fspath(paths.root), record.resources.ntasks, resume, python,
-                                     key=task_key(record.run_id, attempt), pure=False)
+                                     self.config.cancel_grace_s, key=task_key(record.run_id, attempt), pure=False)
         return Attempt(record.run_id, attempt, future)
 
     def _entry(self, paths: RunPaths, number: int) -> dict | None:

@@ -83,7 +83,10 @@ def read_record(paths: RunPaths) -> RunRecord:
 
 
 def write_record(paths: RunPaths, record: RunRecord) -> RunRecord:
-    """Write the record atomically; a changed state is appended to its history."""
+    """Write the record atomically; a changed state is appended to its history.
+
+    finished_at is set when the state becomes final and cleared when it is not (a re-queued run).
+    """
     now = time.time()
     history = list(record.history)
     if not history or history[-1][1] != record.state or history[-1][2] != record.reason:
@@ -91,6 +94,8 @@ def write_record(paths: RunPaths, record: RunRecord) -> RunRecord:
     record = record.model_copy(update={"updated_at": now, "history": history})
     if record.state.is_terminal and record.finished_at is None:
         record = record.model_copy(update={"finished_at": record.updated_at})
+    elif not record.state.is_terminal and record.finished_at is not None:
+        record = record.model_copy(update={"finished_at": None})
     write_json_atomic(record_path(paths), json.loads(record.model_dump_json()))
     return record
 

@@ -18,11 +18,13 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from multiprocessing.connection import Client, Listener
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client, Listener, answer_challenge, deliver_challenge
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,10 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie has exited: a daemon orphaned by `weldsim agent start` may never be reaped
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
 
 
 def read_agent_file(config: ExecutorConfig) -> dict[str, Any] | None:
@@ -65,7 +70,9 @@ class AgentServer:
     def __init__(self, agent: Agent):
         self.agent = agent
         self._key = secrets.token_bytes(32)
-        self._listener = Listener(("127.0.0.1", 0), authkey=self._key)
+        # authenticated per connection in its own thread (`_handle`), not in accept(): a
+        # client with a wrong key, or one that never answers, must not stop or stall the server
+        self._listener = Listener(("127.0.0.1", 0))
         self._stopped = threading.Event()
 
     @property
@@ -87,16 +94,28 @@ class AgentServer:
             except OSError:
                 if self._stopped.is_set():
                     break
-                continue  # a client that failed authentication
+                continue
+            if self._stopped.is_set():
+                conn.close()
+                break
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     def stop(self) -> None:
         if not self._stopped.is_set():
             self._stopped.set()
+            try:  # wake the accept() in serve_forever: closing the socket from another thread does not
+                socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+            except OSError:
+                pass
             self._listener.close()
 
     def _handle(self, conn) -> None:
         with conn:
+            try:
+                deliver_challenge(conn, self._key)
+                answer_challenge(conn, self._key)
+            except (AuthenticationError, OSError, EOFError):
+                return  # not a client of ours
             try:
                 request = json.loads(conn.recv_bytes(1 << 20))
                 reply = {"ok": True, **self.dispatch(request)}
@@ -239,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m weldsim_hpc.executors.rpc")
     parser.add_argument("runs_root")
     args = parser.parse_args(argv)
-    return serve(args.runs_root)
+    try:
+        return serve(args.runs_root)
+    except WeldSimError as exc:  # e.g. another agent owns the runs root: one line in agent.log
+        print(f"weldsim agent: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

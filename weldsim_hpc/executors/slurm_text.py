@@ -330,7 +330,8 @@ def slurm_cluster_kwargs(res: SlurmResources, *, name: str, python: str, log_dir
     The worker has one thread (``cores=1, processes=1`` → ``--nthreads 1``: one task, i.e.
     one attempt, at a time) and no nanny (``--no-nanny``): if the worker dies, the job ends
     with it instead of a restarted worker taking another task into the same allocation.
-    `name` becomes the Slurm job name (``-J``), `log_directory` (absolute) gets the
+    The worker is started with ``exec`` so that it IS the batch step's process and dies
+    with the job. `name` becomes the Slurm job name (``-J``), `log_directory` (absolute) gets the
     ``<name>-<jobid>.out/.err`` files. `python` and `worker_extra_args` are shell-quoted,
     because dask-jobqueue joins them into the worker's command line. The scheduler binds
     to `scheduler_host` (127.0.0.1 serves a single-node cluster; on a real cluster give the
@@ -352,7 +353,10 @@ def slurm_cluster_kwargs(res: SlurmResources, *, name: str, python: str, log_dir
         "memory": WORKER_MEMORY,
         "nanny": False,
         "job_name": validate_job_name(name),
-        "python": shlex.quote(python),
+        # exec: the worker replaces the job script's shell. Otherwise Slurm's linuxproc
+        # tracking kills the shell on cancel and the worker, reparented to init, lives on
+        # (seen here: every cancelled worker job left its dask worker behind).
+        "python": "exec " + shlex.quote(python),
         "job_extra_directives": job_extra_directives(res),
         "job_directives_skip": job_directives_skip(res),
         "job_script_prologue": [],  # explicit, so nothing from dask's config runs before the worker
