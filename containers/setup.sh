@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One idempotent set-up for WeldSim HPC on Debian 12 (bookworm), run as root.
 #
-#   bash containers/setup.sh              solver stack + Slurm packages + .venv + project
+#   bash containers/setup.sh              solver stack + Slurm packages + .venv + project (with the portal)
 #   bash containers/setup.sh --dev        the same, with the test tools (pytest, pytest-mpi)
 #   bash containers/setup.sh --stack-only solver stack + project into /usr/bin/python3,
 #                                         no Slurm, no venv (what Apptainer.def runs)
@@ -11,11 +11,11 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mode=venv
-extras=""
+extras="portal"
 for arg in "$@"; do
   case "$arg" in
-    --stack-only) mode=stack ;;
-    --dev) extras="dev" ;;
+    --stack-only) mode=stack; extras="" ;;
+    --dev) extras="portal,dev" ;;
     -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (valid: --dev, --stack-only)" >&2; exit 2 ;;
   esac
