@@ -36,12 +36,14 @@ from ..launch import exit_code, launch
 from ..run_paths import RunPaths, read_attempts, record_attempt_end
 from ..states import RunState
 from . import slurm_text as st
-from .base import Attempt, Executor, Outcome, outcome_of_exit, tail_logs, task_key
+from .base import EXIT_OF_STATUS, Attempt, Executor, Outcome, outcome_of_exit, tail_logs, task_key
 from .config import ExecutorConfig
 from .local import EXIT_LOST, last_status
 from .record import RunRecord, try_lock
 
 SLURM_LOGS = "slurm-logs"
+#: job states that say the node (not the run) failed: lost, resubmitted once
+NODE_LOSS_STATES = frozenset({"NODE_FAIL", "BOOT_FAIL", "PREEMPTED"})
 
 
 def run_attempt_in_allocation(run_dir: str, ntasks: int, resume: bool, python: str, mpi: str,
@@ -71,6 +73,39 @@ def run_attempt_in_allocation(run_dir: str, ntasks: int, resume: bool, python: s
     attempt = next(a for a in reversed(read_attempts(paths)) if a.get("pid") == proc.pid)
     record_attempt_end(paths, attempt["attempt"], code)
     return code
+
+
+_import_guard = threading.Lock()
+
+
+def slurm_cluster_class():
+    """dask_jobqueue.SLURMCluster, imported without its import-time SIGINT handler.
+
+    dask-jobqueue 0.9's runner module runs ``signal.signal(SIGINT, lambda *_: sys.exit())``
+    when imported: off the main thread (the agent's request threads, the portal's) that
+    raises ValueError, and on it Ctrl-C would become sys.exit in the agent or portal. The
+    handler is left as it was.
+    """
+    import signal
+    import sys
+
+    with _import_guard:
+        if "dask_jobqueue" not in sys.modules:
+            real = signal.signal
+
+            def keep_sigint(signum, handler):
+                if signum == signal.SIGINT:
+                    return signal.getsignal(signum)
+                return real(signum, handler)
+
+            signal.signal = keep_sigint
+            try:
+                import dask_jobqueue  # noqa: F401
+            finally:
+                signal.signal = real
+    from dask_jobqueue import SLURMCluster
+
+    return SLURMCluster
 
 
 class SlurmCommands:
@@ -130,8 +165,9 @@ class SlurmExecutor(Executor):
 
     def _cluster(self, res: st.SlurmResources, name: str, paths: RunPaths, *, adaptive: bool):
         import dask
-        from dask_jobqueue import SLURMCluster
         from distributed import Client
+
+        SLURMCluster = slurm_cluster_class()
 
         dask.config.set({"distributed.scheduler.allowed-failures": 0})
         logs = self.config.runs_root / ".agent" / SLURM_LOGS
@@ -188,26 +224,58 @@ class SlurmExecutor(Executor):
             client.close()
             cluster.close()  # scancels the worker job: the allocation ends with the run
 
-    def _final_from_scheduler(self, paths: RunPaths, record: RunRecord, attempt: Attempt,
-                              job: str | None) -> Outcome | None:
-        """How an attempt ended whose task failed or whose job vanished (None: not yet known)."""
+    def _slurm_state(self, job: str | None, *, final: bool) -> str | None:
+        """The job's Slurm state (e.g. "NODE_FAIL"); with final=True only once sacct has
+        its final record (None: not known yet — unknown, retry)."""
+        if job is None:
+            return None
+        records = self.cmd.sacct([job])
+        if not records or job not in records:
+            return None
+        if final:
+            live = self.cmd.squeue([job])
+            if live is None or st.final_state_or_none(records, job, live=live) is None:
+                return None
+        return records[job].state
+
+    def _ended(self, paths: RunPaths, record: RunRecord, attempt: Attempt, code: int | None,
+               job: str | None) -> Outcome | None:
+        """How an attempt ended: `code` is the task's exit code (None: the task failed or its
+        job vanished). Returns None while that cannot be told yet (sacct lag).
+
+        The scheduler's verdict on the node comes first: a job that ended NODE_FAIL
+        (or BOOT_FAIL, PREEMPTED) is lost and resubmitted once whatever its ranks managed on
+        the way down — Slurm signals the steps of a failed node, so a run may even have
+        checkpointed and exited 4. Then the run's own last status (it knows whether it
+        completed); then the exit code; then the job's final state.
+        """
         if record.cancel_requested:
             return Outcome(RunState.CANCELLED, "cancelled on request")
         status = last_status(paths, attempt.number)
-        if status is not None:  # the run itself wrote how it ended
-            code = {RunState.COMPLETED: 0, RunState.INTERRUPTED: 4}.get(status, 3)
+        state = self._slurm_state(job, final=code is None)
+        if status is not RunState.COMPLETED and state in NODE_LOSS_STATES:
+            self._record_end(paths, attempt.number, EXIT_LOST)
+            return Outcome(RunState.LOST, f"job {job} ended {state}", resubmit=True)
+        if attempt.adopted and status is RunState.INTERRUPTED and state != "TIMEOUT":
+            # the old agent died, its worker with it, and the step checkpointed on the way
+            # down: not the user's or the walltime's doing — resume it once
+            self._record_end(paths, attempt.number, EXIT_OF_STATUS[status])
+            return Outcome(RunState.LOST, f"job {job} ended with the agent that ran it (checkpoint written)",
+                           resubmit=True)
+        if status is not None:
+            code = EXIT_OF_STATUS[status]
+        elif code == 0:  # srun exits 0 when its step is killed by Slurm; only the run knows it completed
+            self._record_end(paths, attempt.number, EXIT_LOST)
+            return Outcome(RunState.FAILED, f"the run's step in job {job} ended without the run recording an "
+                                            "outcome; see solver.log and the Slurm logs")
+        if code is not None:
             self._record_end(paths, attempt.number, code)
             return outcome_of_exit(code)
         if job is None:
             return Outcome(RunState.LOST, "the worker job ended before the run started", resubmit=True)
-        records = self.cmd.sacct([job])
-        live = self.cmd.squeue([job])
-        if records is None or live is None or st.final_state_or_none(records, job, live=live) is None:
+        if state is None:
             return None  # sacct lags behind squeue, or the job may still run: unknown, retry
-        state = records[job].state
         self._record_end(paths, attempt.number, EXIT_LOST)
-        if state == "NODE_FAIL":
-            return Outcome(RunState.LOST, f"job {job} ended NODE_FAIL", resubmit=True)
         if state == "TIMEOUT":
             return Outcome(RunState.FAILED, f"time limit: job {job} reached its walltime before a checkpoint")
         if attempt.adopted:  # its worker lost the old agent's scheduler and ended, the run with it
@@ -224,14 +292,15 @@ class SlurmExecutor(Executor):
         if future is not None and future.done():
             if future.status == "finished":
                 code = future.result()  # before the release: it closes the client
+                outcome = self._ended(paths, record, attempt, code, self._job_id(paths, attempt))
                 self._release(attempt)
-                return outcome_of_exit(code, cancel_requested=record.cancel_requested)
+                return outcome
             if future.status == "cancelled" and record.cancel_requested:
                 if self._job_alive(self._job_id(paths, attempt)):
                     return None
                 self._release(attempt)
                 return Outcome(RunState.CANCELLED, "cancelled on request")
-            outcome = self._final_from_scheduler(paths, record, attempt, self._job_id(paths, attempt))
+            outcome = self._ended(paths, record, attempt, None, self._job_id(paths, attempt))
             if outcome is not None:
                 self._release(attempt)
             return outcome
@@ -243,14 +312,14 @@ class SlurmExecutor(Executor):
             # the task recorded the exit before its worker lost the old agent's scheduler
             if self._job_alive(job):
                 self.cmd.scancel(job)  # a worker without a scheduler serves nobody
-            return outcome_of_exit(entry["exit_code"], cancel_requested=record.cancel_requested)
+            return self._ended(paths, record, attempt, entry["exit_code"], job)
         live = self.cmd.squeue([job])
         if live is None or job in live and not st.run_state_of(live[job].state).is_terminal:
             return None  # squeue unclear or the job waits / runs: never lost while RUNNING
         if future is not None and not attempt.adopted:
             if not self._heartbeat_stale(paths, attempt):
                 return None
-        outcome = self._final_from_scheduler(paths, record, attempt, job)
+        outcome = self._ended(paths, record, attempt, None, job)
         if outcome is not None:
             if future is not None:
                 future.cancel()  # before the release: it closes the client
