@@ -155,14 +155,18 @@ def launch(run_dir: str | os.PathLike, ranks: int, resume: bool = False, *, pyth
     return proc
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process `pid` runs (a zombie has exited: nobody here may ever reap it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
 
 
 def set_run_ranks(paths: RunPaths, ranks: int | None) -> int:
@@ -213,7 +217,7 @@ def _solver_setting(paths: RunPaths, key: str) -> tuple[dict, Any]:
     import json
 
     for a in read_attempts(paths):
-        if a.get("exit_code") is None and isinstance(a.get("pid"), int) and _alive(a["pid"]):
+        if a.get("exit_code") is None and isinstance(a.get("pid"), int) and pid_alive(a["pid"]):
             raise LaunchError(f"run {paths.run_id}: attempt {a['attempt']} (pid {a['pid']}) is still running")
     try:
         data = json.loads(paths.case_json.read_text(encoding="utf-8"))

@@ -55,6 +55,17 @@ def outcome_of_exit(code: int, *, cancel_requested: bool = False) -> Outcome:
     return Outcome(RunState.FAILED, f"exit code {code}; see solver.log and {LAUNCHER_LOG}")
 
 
+#: exit code recorded for an attempt that ended unseen, without a final status
+EXIT_LOST = -1
+
+
+def outcome_of_recorded_end(last: dict, record: RunRecord) -> Outcome:
+    """How the last attempt ended by attempts.json (its exit code is recorded)."""
+    if last["exit_code"] == EXIT_LOST:
+        return Outcome(RunState.LOST, f"attempt {last['attempt']} was lost", resubmit=True)
+    return outcome_of_exit(last["exit_code"], cancel_requested=record.cancel_requested)
+
+
 #: the exit code an attempt's last progress status stands for, when nobody saw it exit
 EXIT_OF_STATUS = {RunState.COMPLETED: EXIT_COMPLETED, RunState.INTERRUPTED: EXIT_INTERRUPTED,
                   RunState.FAILED: EXIT_FAILED, RunState.CANCELLED: EXIT_INTERRUPTED}

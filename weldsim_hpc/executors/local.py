@@ -20,12 +20,11 @@ from pathlib import Path
 from ..launch import EXIT_INTERRUPTED, exit_code, launch
 from ..run_paths import RunPaths, read_attempts, record_attempt_end
 from ..states import RunState
-from .base import EXIT_OF_STATUS, Attempt, Executor, Outcome, outcome_of_exit, task_key
+from .base import (EXIT_LOST, EXIT_OF_STATUS, Attempt, Executor, Outcome, outcome_of_exit,
+                   outcome_of_recorded_end, task_key)
 from .config import ExecutorConfig
 from .record import RecordError, RunRecord, is_locked, read_record, try_lock
 
-#: exit code recorded for an attempt that ended unseen, without a final status
-EXIT_LOST = -1
 
 
 def _cancel_requested(paths: RunPaths) -> bool:
@@ -234,9 +233,7 @@ class LocalExecutor(Executor):
             return None
         last = attempts[-1]
         if last.get("exit_code") is not None:
-            if last["exit_code"] == EXIT_LOST:
-                return Outcome(RunState.LOST, f"attempt {last['attempt']} was lost", resubmit=True)
-            return outcome_of_exit(last["exit_code"], cancel_requested=record.cancel_requested)
+            return outcome_of_recorded_end(last, record)
         if is_locked(paths):
             return Attempt(record.run_id, last["attempt"], adopted=True)
         return ended_unseen(paths, last["attempt"], record.cancel_requested)

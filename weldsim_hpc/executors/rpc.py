@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WeldSimError
+from ..launch import pid_alive
 from ..run_paths import write_json_atomic
 from .agent import Agent, AgentError
 from .config import ExecutorConfig, load_config
@@ -41,19 +42,6 @@ START_TIMEOUT_S = 60.0
 
 class AgentUnavailable(WeldSimError):
     """No agent answers for this runs root (and one could not be started)."""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie has exited: a daemon orphaned by `weldsim agent start` may never be reaped
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return True
 
 
 def read_agent_file(config: ExecutorConfig) -> dict[str, Any] | None:
@@ -172,7 +160,7 @@ class AgentClient:
 def connect(config: ExecutorConfig) -> AgentClient | None:
     """A client of the live agent of config.runs_root, or None if there is none."""
     info = read_agent_file(config)
-    if info is None or not _pid_alive(int(info["pid"])):
+    if info is None or not pid_alive(int(info["pid"])):
         return None
     client = AgentClient(info)
     try:
@@ -225,7 +213,7 @@ def stop_agent(config: ExecutorConfig, timeout_s: float = 30.0) -> int | None:
     except (AgentUnavailable, AgentError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     return pid
 

@@ -36,9 +36,10 @@ from ..launch import exit_code, launch
 from ..run_paths import RunPaths, read_attempts, record_attempt_end
 from ..states import RunState
 from . import slurm_text as st
-from .base import EXIT_OF_STATUS, Attempt, Executor, Outcome, outcome_of_exit, tail_logs, task_key
+from .base import (EXIT_LOST, EXIT_OF_STATUS, Attempt, Executor, Outcome, outcome_of_exit,
+                   outcome_of_recorded_end, tail_logs, task_key)
 from .config import ExecutorConfig
-from .local import EXIT_LOST, last_status
+from .local import last_status
 from .record import RunRecord, try_lock
 
 SLURM_LOGS = "slurm-logs"
@@ -366,9 +367,7 @@ class SlurmExecutor(Executor):
             return None
         last = attempts[-1]
         if last.get("exit_code") is not None:
-            if last["exit_code"] == EXIT_LOST:
-                return Outcome(RunState.LOST, f"attempt {last['attempt']} was lost", resubmit=True)
-            return outcome_of_exit(last["exit_code"], cancel_requested=record.cancel_requested)
+            return outcome_of_recorded_end(last, record)
         return Attempt(record.run_id, last["attempt"], adopted=True)
 
     def logs(self, paths: RunPaths, lines: int = 200) -> str:
