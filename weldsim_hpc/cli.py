@@ -267,3 +267,4 @@ def resume_run(run_dir: Path, ranks: int | None, backend: str | None) -> None:
 
 
 from . import cli_exec  # noqa: E402,F401  (registers submit/status/watch/cancel/logs/agent)
+from . import cli_portal  # noqa: E402,F401  (registers `weldsim portal`)

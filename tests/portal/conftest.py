@@ -8,6 +8,9 @@ with WELDSIM_DATABASE_URL set, from a directory outside the repository.
 
 `migrated_url` runs a test once per backend; `db_session` gives the app's session and
 deletes every user afterwards (which, by ON DELETE CASCADE, empties every table).
+`web_app` is an app for HTTP tests that holds no app context open (each request gets its
+own, as in production); `alice`, `bob` and `admin` are users of it with bearer-token
+clients (tests/portal/helpers.py).
 """
 
 from __future__ import annotations
@@ -109,3 +112,42 @@ def db_session(app):
         db.session.rollback()
         db.session.execute(delete(User))
         db.session.commit()
+
+
+@pytest.fixture
+def web_app(migrated_url, tmp_path):
+    """An app for HTTP tests: no app context held open, so each request gets its own
+    (as in production); every user is deleted afterwards."""
+    from portal.models import User
+
+    app = make_app(migrated_url, tmp_path / "instance")
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            db.session.rollback()
+            db.session.execute(delete(User))
+            db.session.commit()
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def alice(web_app):
+    from .helpers import api_client
+
+    return api_client(web_app, "alice@example.com")
+
+
+@pytest.fixture
+def bob(web_app):
+    from .helpers import api_client
+
+    return api_client(web_app, "bob@example.com")
+
+
+@pytest.fixture
+def admin(web_app):
+    from .helpers import api_client
+
+    return api_client(web_app, "admin@example.com", admin=True)
