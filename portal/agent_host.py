@@ -128,7 +128,7 @@ def run_prepare_job(request: dict[str, Any], *, timeout_s: float = PREPARE_TIMEO
 class AgentHost:
     """See the module docstring; `start_host(app)` builds and starts one."""
 
-    def __init__(self, app: Flask, *, reconcile_s: float = 2.0, hub_poll_s: float = 0.5,
+    def __init__(self, app: Flask, *, reconcile_s: float = 2.0, hub_poll_s: float = 0.2,
                  max_preparations: int = 2, executor_overrides: dict[str, Any] | None = None):
         settings = app.extensions["weldsim"]
         self.app = app

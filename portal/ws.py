@@ -46,7 +46,7 @@ from .services.errors import NotFound, Unauthorized
 log = logging.getLogger("weldsim.portal.ws")
 
 AUTH_TIMEOUT_S = 5.0
-RECEIVE_S = 0.2  # how long a connection waits for a client message between sends
+RECEIVE_S = 0.1  # how long a connection waits for a client message between sends
 CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_NOT_FOUND = 1000, 1001, 1008, 4404
 
 bp = Blueprint("ws", __name__)
