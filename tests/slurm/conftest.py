@@ -105,14 +105,16 @@ class SlurmCluster:
                 rows.append(SacctRow(*parts))
         return rows
 
-    def wait(self, job_id: str, timeout: float) -> list[SacctRow]:
+    def wait(self, job_id: str, timeout: float, count: int = 1) -> list[SacctRow]:
         """Wait until the job (every array task) has left squeue AND sacct shows a final
-        state for each; return sacct's job rows (no steps). On timeout: cancel, fail."""
+        state for each of at least `count` job rows (an array: its task count — sacct may
+        list a task that just ended a moment after the others); return sacct's job rows
+        (no steps). On timeout: cancel, fail."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.in_squeue(job_id):
                 rows = [r for r in self.sacct(job_id) if not r.is_step]
-                if rows and all(r.state in FINAL_STATES for r in rows):
+                if len(rows) >= count and all(r.state in FINAL_STATES for r in rows):
                     return rows
             time.sleep(2)
         run(["scancel", job_id], timeout=60)

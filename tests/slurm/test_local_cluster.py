@@ -185,7 +185,7 @@ def test_sweep_array_throttled(slurm_cluster, tmp_path):
         "sweep", ["--array=0-3%2", "--oversubscribe", f"--output={tmp_path / 'sweep-%A_%a.out'}", str(SWEEP),
                   str(case_list), "--preset", "ci", "--backend", "preview"],
         env=slurm_cluster.env(WELDSIM_RUNS_ROOT=str(runs_root)))
-    rows = slurm_cluster.wait(job, timeout=780)
+    rows = slurm_cluster.wait(job, timeout=780, count=4)
     logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("sweep-*.out")))
     assert sorted(r.job_id for r in rows) == [f"{job}_{k}" for k in range(4)], rows
     assert all(r.state == "COMPLETED" and r.exit_code == "0:0" for r in rows), (rows, logs)
