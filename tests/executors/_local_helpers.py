@@ -20,9 +20,11 @@ THERMAL = ROOT / "examples" / "tab_weld_cu_al_transient.toml"
 WELDSIM = Path(sys.executable).parent / "weldsim"
 MPI_MODULES = ("mpi4py", "dolfinx", "petsc4py", "slepc4py")
 
-#: the "long" transient: 200 steps of 10 ms with a checkpoint every 10 (≈ 15-30 s on 2 ranks),
-#: long enough to cancel or kill mid-run
-LONG_TIME = {"end_s": 2.0, "dt_s": 0.01, "checkpoint_every": 10}
+#: the "long" transient: 800 steps of 10 ms with a checkpoint every 20 (3 ms to 50 ms a step
+#: on 2 ranks, by machine), long enough to kill mid-run when the test acts at once
+LONG_TIME = {"end_s": 8.0, "dt_s": 0.01, "checkpoint_every": 20}
+#: 300,000 steps (≈ 15 min at 3 ms a step): a run the test ends itself (kill, walltime)
+ENDLESS_TIME = {"end_s": 3000.0, "dt_s": 0.01, "checkpoint_every": 500}
 #: metrics that depend on the wall clock, not on the physics
 CLOCK_METRICS = ("compute_time_s",)
 
@@ -36,6 +38,11 @@ def ci_case():
 def long_case():
     case = ci_case()
     return case.model_copy(update={"time": case.time.model_copy(update=LONG_TIME)})
+
+
+def endless_case():
+    case = ci_case()
+    return case.model_copy(update={"time": case.time.model_copy(update=ENDLESS_TIME)})
 
 
 def long_case_toml(tmp_path: Path) -> Path:

@@ -42,6 +42,7 @@ from ._local_helpers import (  # noqa: F401  (tracker is a fixture)
     is_live,
     kill_session,
     listening_addresses,
+    endless_case,
     long_case,
     long_case_toml,
     physics_metrics,
@@ -281,7 +282,7 @@ def test_agent_runs_the_ci_example_with_the_metrics_of_weldsim_run(tracker, ci_r
 @REAL
 def test_cancel_while_running_stops_every_process_and_keeps_the_run_directory(tracker):
     root = tracker.root()
-    paths = prepare_run(long_case(), root, ranks=2)
+    paths = prepare_run(endless_case(), root, ranks=2)
     agent = tracker.agent(root)
     agent.submit(paths.run_id, "local", {"ntasks": 2})
     entry = wait_running(paths, rows=1)
@@ -315,7 +316,7 @@ def test_cancel_while_running_stops_every_process_and_keeps_the_run_directory(tr
 @REAL
 def test_cancel_right_after_submit_never_lets_the_job_run(tracker):
     root = tracker.root()
-    paths = prepare_run(long_case(), root, ranks=2)
+    paths = prepare_run(endless_case(), root, ranks=2)
     agent = tracker.agent(root)
     agent.submit(paths.run_id, "local", {"ntasks": 2})
     record = agent.cancel(paths.run_id)

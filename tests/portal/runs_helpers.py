@@ -35,14 +35,14 @@ from .conftest import make_app
 CUSTOM_ANVIL = "anvil_d2_mine"
 
 
-#: long enough (800 steps, ≈30-60 s on 2 ranks) to kill and restart the portal twice mid-run
-VERY_LONG_TIME = {"end_s": 8.0, "dt_s": 0.01, "checkpoint_every": 50}
+#: long enough (3000 steps, 10 s to 150 s on 2 ranks by machine) to kill and restart the portal twice mid-run
+VERY_LONG_TIME = {"end_s": 30.0, "dt_s": 0.01, "checkpoint_every": 100}
 
 
 def tab_weld_spec(*, long: bool = False, time: dict[str, Any] | None = None,
                   custom_anvil: bool = False) -> dict[str, Any]:
-    """examples/tab_weld_cu_al_transient.toml at preset ci (≈10 s on 2 ranks); `long`: 200
-    steps (≈10-30 s); `time` replaces time settings; `custom_anvil`: the anvil takes the
+    """examples/tab_weld_cu_al_transient.toml at preset ci (≈10 s on 2 ranks); `long`: 800
+    steps (LONG_TIME); `time` replaces time settings; `custom_anvil`: the anvil takes the
     custom material CUSTOM_ANVIL."""
     spec = apply_preset(read_case_data(THERMAL), "ci")
     del spec["name"]  # the portal case's name is the spec's

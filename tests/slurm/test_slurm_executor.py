@@ -20,6 +20,7 @@ from tests.executors._local_helpers import (  # noqa: F401  (tracker is a fixtur
     assert_metrics_close,
     ci_case,
     is_live,
+    endless_case,
     long_case,
     physics_metrics,
     processes_mentioning,
@@ -192,8 +193,8 @@ def test_cancel_a_running_slurm_job(slurm_cluster, tracker):
 
 
 def test_walltime_usr1_checkpoints_ends_interrupted_and_resume_continues(slurm_cluster, tracker):
-    case = long_case()
-    case = case.model_copy(update={"time": case.time.model_copy(update={"end_s": 12.0})})  # runs well over 60 s
+    # far longer than any walltime here: the run can only end by USR1, on any machine
+    case = endless_case()
     root = tracker.root()
     agent = tracker.agent(root, slurm_signal_lead_s=60)
     paths = prepare(case, root, 2)
@@ -203,15 +204,22 @@ def test_walltime_usr1_checkpoints_ends_interrupted_and_resume_continues(slurm_c
     time.sleep(5)
     assert len(read_attempts(paths)) == 1 and agent.status(paths.run_id).resubmissions == 0  # never automatic
     assert read_attempts(paths)[0]["exit_code"] == 4
-    agent.submit(paths.run_id, resources={"ntasks": 2, "walltime": "10"}, resume=True)  # time enough now
-    record = agent.wait(paths.run_id, 600)
-    assert record.state is RunState.COMPLETED, (record.reason, agent.logs(paths.run_id))
     from weldsim_hpc.progress_reader import ProgressReader
 
+    import h5py
+
+    with h5py.File(paths.progress_h5, "r") as f:  # attempt 1's file: USR1 made it write a checkpoint
+        last_checkpoint_t = float(f["checkpoints/index"][-1]["t"])
+    assert last_checkpoint_t > 0.0
+    agent.submit(paths.run_id, resources={"ntasks": 2, "walltime": "2"}, resume=True)
+    record = agent.wait(paths.run_id, 400)
+    assert record.state is RunState.INTERRUPTED, (record.reason, agent.logs(paths.run_id))
+    assert [a["exit_code"] for a in read_attempts(paths)] == [4, 4]
     with ProgressReader(paths.progress_h5) as reader:
-        rows = reader.poll().rows
-    assert rows[0].t > 0.0, "the second attempt started from t = 0, not from the checkpoint"
-    assert rows[-1].t == pytest.approx(12.0)
+        second = reader.poll().rows
+    assert second[0].t > 0.0, "the second attempt started from t = 0, not from the checkpoint"
+    # (progress.h5 holds the current attempt's rows) it went on from attempt 1's last checkpoint
+    assert second[0].t == pytest.approx(last_checkpoint_t + case.time.dt_s) and second[-1].t > last_checkpoint_t
     no_jobs_left([paths.run_id])
 
 
@@ -249,7 +257,7 @@ def test_node_failure_is_lost_then_resubmitted_once_and_resumes(slurm_cluster, t
 def test_sigkill_of_every_rank_fails_with_the_reason(slurm_cluster, tracker):
     root = tracker.root()
     agent = tracker.agent(root)
-    paths = prepare(long_case(), root, 2)
+    paths = prepare(endless_case(), root, 2)
     agent.submit(paths.run_id, "slurm", {"ntasks": 2})
     wait_running(paths, 300, rows=2)
     ranks = {pid: t for pid, t in processes_mentioning(os.fspath(paths.root)).items()
