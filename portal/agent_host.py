@@ -312,6 +312,14 @@ class AgentHost:
         self.agent.cancel(run_id)
         self.sync(run_id)
 
+    def resume_run(self, run_id: str) -> None:
+        """A new attempt of an ended, resumable run (from its checkpoint); the row follows."""
+        if self.agent is None:
+            raise AgentError("the agent is not running in this portal process")
+        with self._handover:
+            self.agent.submit(run_id, resume=True)
+        self.sync(run_id)
+
     def _row_final(self, run_id: str) -> bool:
         with self.app.app_context():
             try:

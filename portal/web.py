@@ -1,4 +1,4 @@
-"""Browser pages outside the API: the log-in form (/login) and log-out (/logout).
+"""Browser pages outside the API: the log-in form (/login), log-out (/logout) and / .
 
 A minimal HTML form for the browser until the Vue front end takes over; it opens the same
 session as POST /api/v1/auth/login. Both forms carry the session's CSRF token, and
@@ -27,6 +27,14 @@ def _safe_next(target: str | None) -> str:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
+
+
+@bp.get("/")
+def index():
+    """Until the front end exists: the signed-in user's runs as JSON, else the log-in form."""
+    if "user_id" in session and accounts.user_for_session(db.session, session.get("user_id"), session.get("auth")):
+        return redirect("/api/v1/runs")
+    return redirect("/login?next=/")
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -6,12 +6,13 @@
     GET  /runs                                          every run you may see
     GET  /runs/{run_id}                                 one run with its metrics and artifacts
     POST /runs/{run_id}/cancel                          cancel; answers once the run is final
+    POST /runs/{run_id}/resume                          a new attempt of an interrupted, cancelled or lost run
     GET  /runs/{run_id}/log?lines=200                   the tail of solver.log
     GET  /runs/{run_id}/artifacts/{artifact_id}         download (XDMF, HDF5, VTU/PVD, logs, JSON)
 
 Live progress is not polled here: open the WebSocket /ws/runs/{run_id} (portal.ws).
 Submitting needs the run agent this portal process hosts (`weldsim portal`); without it
-submit and cancel answer 503.
+submit, cancel and resume answer 503.
 """
 
 from __future__ import annotations
@@ -221,6 +222,17 @@ def cancel_run(path: RunPath):
     run = runs.cancel_run(db.session, current_user(), path.run_id,
                           canceller=None if host is None else host.cancel_run)
     return json_response(RunOut, run_data(run))
+
+
+@bp.post("/runs/<run_id>/resume", responses={202: RunOut, 409: ErrorEnvelope, 503: ErrorEnvelope})
+def resume_run(path: RunPath):
+    """Continue an interrupted, cancelled or lost run from its last checkpoint: 202 with the
+    run ``queued`` (a new attempt, same run id; follow /ws/runs/{run_id}). 409 for a run
+    that is going, completed or failed."""
+    host = _host()
+    run = runs.resume_run(db.session, current_user(), path.run_id,
+                          resumer=None if host is None else host.resume_run)
+    return json_response(RunOut, run_data(run), 202)
 
 
 @bp.get("/runs/<run_id>/log", responses={200: LogOut})

@@ -21,7 +21,7 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -180,6 +180,30 @@ def cancel_run(session: Session, user: User, run_id: str, *, canceller: RunCance
         canceller(run_id)
     except WeldSimError as exc:
         raise Conflict(f"could not cancel run {run_id}: {exc}") from None
+    session.expire_all()
+    return get_run(session, user, run_id)
+
+
+#: ended runs that a new attempt can continue from their last checkpoint
+RESUMABLE_STATES = (RunState.INTERRUPTED.value, RunState.CANCELLED.value, RunState.LOST.value)
+RunResumer = Callable[[str], None]
+
+
+def resume_run(session: Session, user: User, run_id: str, *, resumer: RunResumer | None) -> Run:
+    """A new attempt of an interrupted, cancelled or lost run, from its last checkpoint
+    (a run without one starts again from the beginning); returns the row, ``queued`` or
+    further. Conflict for a run that is still going, completed or failed (a failure would
+    fail again: fix the case and submit it anew)."""
+    run = get_run(session, user, run_id)
+    if run.state not in RESUMABLE_STATES:
+        raise Conflict(f"run {run_id} is {run.state}: only {', '.join(RESUMABLE_STATES)} runs can be resumed")
+    if resumer is None:
+        raise Unavailable("no run agent runs in this portal process to resume the run: "
+                          f"use `weldsim submit --resume {run_id}` where the agent runs")
+    try:
+        resumer(run_id)
+    except WeldSimError as exc:
+        raise Conflict(f"could not resume run {run_id}: {exc}") from None
     session.expire_all()
     return get_run(session, user, run_id)
 

@@ -164,6 +164,33 @@ def test_cancel_while_preparing_and_while_running(hosted):
     assert read_record(paths).state.value == "cancelled"
 
 
+def test_a_cancelled_run_resumes_from_its_checkpoint(hosted):
+    app = hosted.app
+    settings = app.extensions["weldsim"]
+    ids = setup_case(app, timing=VERY_LONG_TIME)
+    other = setup_case(app, "other@example.com")
+    client = app.test_client()
+    run_id = client.post(ids["submit_url"], json={"ranks": 2}, headers=bearer(ids["token"])).get_json()["run_id"]
+    paths = RunPaths.for_id(settings.runs_root, run_id)
+    assert hosted.wait_prepared(run_id, 120)
+    wait_running(paths, rows=1, ckpts=1)
+    answer = client.post(f"/api/v1/runs/{run_id}/resume", headers=bearer(ids["token"]))
+    assert answer.status_code == 409 and "running" in answer.get_json()["error"]["message"], answer.get_json()
+    assert client.post(f"/api/v1/runs/{run_id}/cancel", headers=bearer(ids["token"])).get_json()["state"] == "cancelled"
+    assert client.post(f"/api/v1/runs/{run_id}/resume", headers=bearer(other["token"])).status_code == 404
+    assert client.post(f"/api/v1/runs/{run_id}/resume").status_code == 401
+
+    answer = client.post(f"/api/v1/runs/{run_id}/resume", headers=bearer(ids["token"]))
+    assert answer.status_code == 202, answer.get_json()
+    assert answer.get_json()["state"] in ("queued", "running"), answer.get_json()
+    row = final_row(app, run_id, timeout=400)
+    assert (row["state"], row["attempts"], row["exit_code"]) == ("completed", 2, 0), row["reason"]
+    assert "resuming from step" in paths.solver_log.read_text()  # not from t = 0
+    assert [a["attempt"] for a in read_attempts(paths)] == [1, 2]
+    answer = client.post(f"/api/v1/runs/{run_id}/resume", headers=bearer(ids["token"]))
+    assert answer.status_code == 409 and "completed" in answer.get_json()["error"]["message"]
+
+
 # --- `weldsim portal` in a process of its own, killed and restarted ----------------------------------
 class PortalProcess:
     """`python -m weldsim_hpc.cli_portal --port 0` (what `weldsim portal` runs) on a database."""
