@@ -14,7 +14,8 @@ elasticity ∫σ(u):ε(v) = ∫_trac t·v, u = 0 on the Dirichlet facets.
 Solver as WeldSim's: CG + GAMG (elasticity: rigid-body near-null space, block size 3),
 rtol 1e-8, atol 1e-12, max_it 1000.
 
-Phases (wall seconds, max over ranks, between barriers): mesh (XDMF read + partition,
+Phases (wall seconds, max over ranks, between barriers; the same in CPU seconds of each
+rank's process under "cpu"): mesh (XDMF read + partition,
 facet connectivity, facet tags), assembly (space, forms incl. JIT-cache lookup, BCs,
 matrix and vector), setup (KSP creation + PCSetUp) and solve (KSPSolve).
 `run_once(args, comm)` returns {phase: seconds, "iterations": n, "n_dofs": n, "norm": |x|}.
@@ -79,17 +80,18 @@ def run_once(args, comm) -> dict:
     from mpi4py import MPI
     from petsc4py import PETSc
 
-    t = {}
-    clock = [0.0]
+    t, cpu = {}, {}
+    clock = [0.0, 0.0]
 
     def lap(name):
         comm.Barrier()
-        now = time.perf_counter()
+        now, now_cpu = time.perf_counter(), time.process_time()
         t[name] = comm.allreduce(now - clock[0], op=MPI.MAX)
-        clock[0] = now
+        cpu[name] = comm.allreduce(now_cpu - clock[1], op=MPI.MAX)
+        clock[:] = [now, now_cpu]
 
     comm.Barrier()
-    clock[0] = time.perf_counter()
+    clock[:] = [time.perf_counter(), time.process_time()]
     with io.XDMFFile(comm, f"{args.mesh_dir}/mesh.xdmf", "r") as xf:
         msh = xf.read_mesh(name="mesh")
         msh.topology.create_connectivity(2, 3)
@@ -142,7 +144,8 @@ def run_once(args, comm) -> dict:
     lap("setup")
     ksp.solve(b, x)
     lap("solve")
-    out = {**t, "total": sum(t.values()), "iterations": ksp.getIterationNumber(),
+    out = {**t, "total": sum(t.values()), "cpu": {**cpu, "total": sum(cpu.values())},
+           "iterations": ksp.getIterationNumber(),
            "reason": ksp.getConvergedReason(), "n_dofs": V.dofmap.index_map.size_global * V.dofmap.index_map_bs,
            "norm": x.norm()}
     for obj in (ksp, A, b, x):

@@ -366,13 +366,11 @@ def solve_thermal(fmesh: Any, comm: Any, case: CaseSpec, materials_by_volume: Ma
             dg.x.array[:] = g.x.array - T.x.array
 
     tracker = _PeakTracker(V, fmesh.cell_tags, volumes, comm, MPI)
-    content_form = fem.form(rho_c * (T - T0) * dx)
-
-    def content() -> float:
-        return comm.allreduce(fem.assemble_scalar(content_form))
+    content = _HeatContent(rho_c * (T - T0) * dx, comm)
 
     # K (conduction + convection) without BCs: the residual F − K T of the current state
-    K = fpetsc.assemble_matrix(fem.form(stiffness))
+    k_form = fem.form(stiffness)
+    K = fpetsc.assemble_matrix(k_form)
     K.assemble()
 
     def residual_rhs(F: Any) -> Any:
@@ -385,27 +383,28 @@ def solve_thermal(fmesh: Any, comm: Any, case: CaseSpec, materials_by_volume: Ma
             b.axpy(1.0, conv_vec)
         return b
 
-    times, T_max, contents, energy = [0.0], [tracker.update(T)], [content()], [0.0]
     if not transient:
-        a_form = fem.form(stiffness)
-        A = fpetsc.assemble_matrix(a_form, bcs=bcs_inc)
-        A.assemble()
+        # One assembly: K serves the residual, then becomes the increment's matrix in place
+        # (Dirichlet rows and columns zeroed, 1 on the diagonal) — the same entries, bit for
+        # bit, as assembling the form again with the BCs, for half the cost.
         F = prescribed()
         heat_in = F.sum() + (W.sum() if W is not None else 0.0)
         if W is not None:
             F.axpy(1.0, W)
         b = residual_rhs(F)
+        A = _constrain_in_place(K, V, [dofs for _, _, dofs in dirichlet])
         increment_bcs()
-        _apply_bcs(b, a_form, bcs_inc)
+        _apply_bcs(b, k_form, bcs_inc)
         state.update(step=1, percent=0.0)
         solve(A, b)
-        for vec in (A, b, F):
+        for vec in (b, F):
             vec.destroy()
-        tracker.reset()  # the uniform initial guess is not a state of a steady run
-        T_max[0], contents[0] = tracker.update(T), content()
+        # the uniform initial guess is not a state of a steady run: the only state is the solution
+        times, T_max, contents, energy = [0.0], [tracker.update(T)], [content()], [0.0]
         if on_progress is not None:
             on_progress(1, 0.0, 100.0, phase, "steady solution done", ksp.getResidualNorm())
     else:
+        times, T_max, contents, energy = [0.0], [tracker.update(T)], [content()], [0.0]
         # (M/Δt + θK) ΔT = θF(tⁿ⁺¹) + (1−θ)F(tⁿ) + sₙW + h·T_inf − K Tⁿ
         theta = case.time.theta
         weld_end = case.weld.weld_time_s if W is not None else None
@@ -495,6 +494,30 @@ def _assemble_vector(form: Any) -> Any:
     return vec
 
 
+def _constrain_in_place(K: Any, V: Any, dof_sets: list) -> Any:
+    """Collective: zero the rows and columns of the Dirichlet dofs of K (assembled
+    without BCs) and put 1 on their diagonal; returns K.
+
+    What `assemble_matrix(form, bcs)` gives (dolfinx skips those rows and columns while
+    adding the cell matrices and inserts the diagonal): every other entry is the same sum
+    in the same order, so the matrix is identical and the sparsity pattern is kept (PETSc
+    removes zeroed entries unless MAT_KEEP_NONZERO_PATTERN is set, and GAMG sees the
+    pattern). Each rank passes its owned constrained rows; columns are zeroed globally.
+    """
+    from petsc4py import PETSc
+
+    if not dof_sets:
+        return K
+    imap = V.dofmap.index_map
+    n_owned = imap.size_local * V.dofmap.index_map_bs
+    local = np.unique(np.concatenate([np.asarray(d, dtype=np.int32) for d in dof_sets]))
+    owned = local[local < n_owned]
+    rows = np.asarray(imap.local_to_global(owned), dtype=PETSc.IntType)
+    K.setOption(PETSc.Mat.Option.KEEP_NONZERO_PATTERN, True)
+    K.zeroRowsColumns(rows, diag=1.0)
+    return K
+
+
 def _apply_bcs(b: Any, a_form: Any, bcs: list) -> None:
     """b ← b − A_bc·g on the free rows, then b = g on the constrained rows (owned part)."""
     from dolfinx.fem import petsc as fpetsc
@@ -512,13 +535,40 @@ def _apply_bcs(b: Any, a_form: Any, bcs: list) -> None:
     fpetsc.set_bc(b, bcs)
 
 
+def _unique_dofs(dofs: np.ndarray, n_local: int) -> np.ndarray:
+    """np.unique(dofs) (sorted, same dtype) by marking: O(n) instead of a sort of every
+    cell's dofs (1.2 s for 1.7M tets)."""
+    mark = np.zeros(n_local, dtype=bool)
+    mark[dofs.reshape(-1)] = True
+    return np.flatnonzero(mark).astype(dofs.dtype, copy=False)
+
+
+class _HeatContent:
+    """Collective call: ∫ρc(T − T0)dx of the live T (the form compiled once)."""
+
+    def __init__(self, integrand: Any, comm: Any):
+        from dolfinx import fem
+
+        self.form, self.comm = fem.form(integrand), comm
+
+    def __call__(self) -> float:
+        from dolfinx import fem
+
+        return self.comm.allreduce(fem.assemble_scalar(self.form))
+
+
 class _PeakTracker:
     """Running peak of the nodal temperature: overall (per time) and per volume (over time)."""
 
     def __init__(self, V: Any, cell_tags: Any, volumes: Mapping[str, int], comm: Any, MPI: Any):
         dofs = compat.cell_dofs(V)
+        n_local = V.dofmap.index_map.size_local + V.dofmap.index_map.num_ghosts
         self.names = list(volumes)
-        self.dofs = [np.unique(dofs[compat.tagged_entities(cell_tags, volumes[n])]) for n in self.names]
+        self.dofs = []
+        for name in self.names:
+            cells = compat.tagged_entities(cell_tags, volumes[name])
+            # every local cell in this volume (one-material bodies): no copy of the dofmap
+            self.dofs.append(_unique_dofs(dofs if len(cells) == len(dofs) else dofs[cells], n_local))
         self.n_owned = compat.n_owned_dofs(V)
         self.comm, self.MPI = comm, MPI
         self.peak = np.full(len(self.names), -np.inf)

@@ -31,7 +31,8 @@ from ...case import BodyForceLoad, CaseSpec, DisplacementBC, FixedBC, PressureBC
 from ...errors import SolverError, WeldSimError
 from ...materials import Material
 from ...physics import structural as phys
-from .fe import Facets, Space, containing_cells, dirichlet_system, reference_nodes, tet_basis, tet_rule
+from .fe import (Facets, Space, containing_cells, dirichlet_rhs, dirichlet_system, reference_nodes, tet_basis,
+                 tet_rule)
 from .solvers import SPDSolver, rigid_body_modes
 from .thermal import Value, cellwise, group_tag, material_for, volume_groups
 
@@ -257,8 +258,9 @@ class ElasticityProblem:
             solver.on_iteration = lambda it, r: on_progress(1, 0.0, 0.0, phase, f"CG iteration {it}", r)
 
         if self.A_bc is None:
-            self.A_bc, _ = dirichlet_system(self.K, F, self.bc_dofs, self.bc_values)
-        _, rhs = dirichlet_system(self.K, F, self.bc_dofs, self.bc_values)
+            self.A_bc, rhs = dirichlet_system(self.K, F, self.bc_dofs, self.bc_values)
+        else:  # the matrix is kept: only the right-hand side changes
+            rhs = dirichlet_rhs(self.K, F, self.bc_dofs, self.bc_values)
         u = solver(self.A_bc, rhs, None, near_nullspace=self.B, key="K", block=3)
         solver.on_iteration = None
         its = solver.iterations[-1] if solver.iterations else 0

@@ -219,7 +219,7 @@ def solve_thermal(mesh: Any, case: CaseSpec, materials_by_volume: Mapping[str, M
     def bc_values(t: float) -> np.ndarray:
         return np.concatenate([v.at(V.dof_coords[d], t) for v, d in dirichlet]) if dirichlet else np.zeros(0)
 
-    M = V.assemble(V.mass_local(rho_c))
+    M = V.assemble(V.mass_local(rho_c)) if transient else None   # steady: only 1ᵀM below
     s = case.solver
     state = {"step": 0, "t": 0.0, "percent": 0.0}
     phase = case.analysis if transient else "thermal_steady"
@@ -233,7 +233,7 @@ def solve_thermal(mesh: Any, case: CaseSpec, materials_by_volume: Mapping[str, M
     T = np.full(n, float(T0))
     dT_prev = np.zeros(n)
 
-    ones_M = M.T @ np.ones(n)   # 1ᵀM: ∫ρc φ_i dx (the basis sums to one)
+    ones_M = heat_capacity_vector(V, rho_c)   # 1ᵀM: ∫ρc φ_i dx (the basis sums to one)
 
     def content() -> float:
         return float(ones_M @ (T - T0))
@@ -317,6 +317,12 @@ def solve_thermal(mesh: Any, case: CaseSpec, materials_by_volume: Mapping[str, M
         weld_flux_W_m2=weld_flux, ksp_iterations=solver.iterations)
 
 
+def heat_capacity_vector(V: Space, rho_c: np.ndarray) -> np.ndarray:
+    """1ᵀM = ∫ρc φ_i dx per dof (M the consistent ρc-mass matrix; the basis sums to one):
+    the column sums of the local mass matrices summed into a vector, without assembling M."""
+    return V.assemble_vector((rho_c * V.absdet)[:, None] * V.mass_ref().sum(axis=0)[None])
+
+
 def heat_content_J(result: ThermalResult, T0: float) -> float:
     """∫ρc_p (T − T0) dx of a result's final temperature, J."""
     V = result.space
@@ -329,7 +335,11 @@ class PeakTracker:
 
     def __init__(self, V: Space, mesh: Any, volumes: Mapping[str, int]):
         self.names = list(volumes)
-        self.dofs = [np.unique(V.cell_dofs[mesh.cell_tags == volumes[n]]) for n in self.names]
+        self.dofs = []
+        for name in self.names:
+            mark = np.zeros(V.n_dofs, dtype=bool)   # np.unique by marking: no sort
+            mark[V.cell_dofs[mesh.cell_tags == volumes[name]].reshape(-1)] = True
+            self.dofs.append(np.flatnonzero(mark))
         self.peak = np.full(len(self.names), -np.inf)
 
     def update(self, T: np.ndarray) -> float:
