@@ -49,6 +49,18 @@ def test_weldsim_run_unsupported_backend_is_a_clear_error_before_preparing(tmp_p
     assert not (tmp_path / "runs").exists()
 
 
+def _has_progress_row(runs) -> bool:
+    from weldsim_hpc.progress_reader import ProgressReader
+
+    for path in runs.glob("*/progress.h5"):
+        try:
+            with ProgressReader(path) as reader:
+                return bool(reader.poll().rows)
+        except Exception:  # noqa: BLE001 — still being created: look again
+            return False
+    return False
+
+
 def test_ctrl_c_interrupts_with_exit_4_and_resume_finishes_on_another_rank_count(tmp_path):
     case = tmp_path / "long.toml"
     # 2000 steps: several seconds even where a step takes 2 ms, so Ctrl-C lands mid-run
@@ -59,7 +71,9 @@ def test_ctrl_c_interrupts_with_exit_4_and_resume_finishes_on_another_rank_count
     proc = subprocess.Popen([str(WELDSIM), "run", str(case), "--preset", "ci", "--np", "2", "--out", str(runs)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while not list(runs.glob("*/progress.h5")) and proc.poll() is None and time.time() < deadline:
+    # the first progress row: the ranks are stepping, their stop handlers installed (a signal
+    # that reaches mpirun before it has started the ranks is not passed on)
+    while not _has_progress_row(runs) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=300)

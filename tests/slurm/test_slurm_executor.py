@@ -149,7 +149,8 @@ def _max_concurrency(intervals) -> int:
 def test_four_sweep_cases_share_two_adaptive_workers(slurm_cluster, tracker):
     root = tracker.root()
     agent = tracker.agent(root, slurm_sweep_max_jobs=2)
-    case = ci_case()
+    case = ci_case()  # 3000 steps (≈10 s here): long enough that the second worker joins mid-run
+    case = case.model_copy(update={"time": case.time.model_copy(update={"end_s": 30.0, "checkpoint_every": 100})})
     runs = [prepare(case, root, 1) for _ in range(4)]
     for paths in runs:
         agent.submit(paths.run_id, "slurm", {"ntasks": 1})
