@@ -31,10 +31,7 @@ Example (what the portal does)::
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -60,34 +57,11 @@ def prepare_request(request: dict[str, Any]) -> dict[str, Any]:
             "ranks": request.get("ranks") or case.solver.ranks}
 
 
-def _stop_when_parent_goes(stdin) -> None:
-    """Read stdin to its end (the parent closed it or died), then SIGTERM this process."""
-    try:
-        while stdin.read(65536):
-            pass
-    except (OSError, ValueError):
-        pass
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _terminate(signum, _frame) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main() -> int:
     from .errors import CaseValidationError, WeldSimError
+    from .job_process import open_job, watch_parent
 
-    result_fd = os.dup(1)  # the result channel; fd 1 itself goes to stderr (gmsh prints to it)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    signal.signal(signal.SIGTERM, _terminate)
-
-    def reply(result: dict[str, Any], code: int) -> int:
-        with os.fdopen(result_fd, "w", encoding="utf-8") as out:
-            out.write(json.dumps(result) + "\n")
-        return code
-
-    stdin = sys.stdin.buffer
+    reply, stdin = open_job()
     line = stdin.readline()
     try:
         request = json.loads(line)
@@ -95,7 +69,7 @@ def main() -> int:
             raise ValueError("expected an object with 'case' (an object) and 'runs_root'")
     except ValueError as exc:
         return reply({"ok": False, "kind": "error", "error": f"bad request: {exc}"}, EXIT_ERROR)
-    threading.Thread(target=_stop_when_parent_goes, args=(stdin,), name="parent-watch", daemon=True).start()
+    watch_parent(stdin)
     try:
         return reply(prepare_request(request), EXIT_PREPARED)
     except CaseValidationError as exc:
