@@ -22,6 +22,9 @@ What it does:
   After a restart the agent first adopts live jobs (executor.json, run.lock); the
   reconciler then copies what happened meanwhile into the rows. Idempotent.
 * `hub`: the `ProgressHub` the WebSocket streams read from.
+* `workflows`: the `WorkflowRunner` that walks workflows (portal.workflow_runner).
+* `geometry_jobs`: the `GeometryJobs` that generate and mesh geometry versions out of
+  process (portal.geometry_jobs), as app.extensions["weldsim_geometry_jobs"].
 
 `stop()` (SIGTERM, Ctrl-C) waits for running preparations to be handed over, stops
 following and releases the lock; runs go on, and the next start adopts them.
@@ -36,11 +39,9 @@ Example::
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import subprocess
 import sys
-import tempfile
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -54,6 +55,7 @@ from weldsim_hpc.executors.agent import Agent, AgentError
 from weldsim_hpc.executors.base import tail_logs
 from weldsim_hpc.executors.config import ExecutorConfig, load_config
 from weldsim_hpc.executors.record import RecordError, read_record
+from weldsim_hpc.job_process import run_job
 from weldsim_hpc.run_paths import RunPaths
 from weldsim_hpc.states import RunState
 
@@ -90,33 +92,10 @@ def run_prepare_job(request: dict[str, Any], *, timeout_s: float = PREPARE_TIMEO
     process died). PrepareFailed carries the problems or the error, and the tail of the
     job's stderr when it died without a result.
     """
-    with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(PREPARE_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
-        if started is not None:
-            started(proc)
-        timer = threading.Timer(timeout_s, proc.kill)
-        timer.start()
-        try:
-            proc.stdin.write(json.dumps(request).encode("utf-8") + b"\n")
-            proc.stdin.flush()
-            output = proc.stdout.read()
-            code = proc.wait()
-        except BrokenPipeError:
-            output, code = b"", proc.wait()
-        finally:
-            timer.cancel()
-            for stream in (proc.stdin, proc.stdout):
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-        try:
-            result = json.loads(output.decode("utf-8").strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            errors.seek(0)
-            text = errors.read().decode("utf-8", "replace").strip().splitlines()[-5:]
-            raise PrepareFailed(f"preparing the run directory failed (exit code {code})"
-                                + (": " + " | ".join(text) if text else "")) from None
+    outcome = run_job(PREPARE_COMMAND, request, timeout_s=timeout_s, started=started)
+    result = outcome.result
+    if result is None:
+        raise PrepareFailed(f"preparing the run directory failed ({outcome.why_no_result()})")
     if not result.get("ok"):
         if result.get("kind") == "invalid_case":
             problems = "; ".join(f"{p}: {m}" if p else m for p, m in result.get("problems", []))
@@ -129,13 +108,15 @@ class AgentHost:
     """See the module docstring; `start_host(app)` builds and starts one."""
 
     def __init__(self, app: Flask, *, reconcile_s: float = 2.0, hub_poll_s: float = 0.2,
-                 max_preparations: int = 2, executor_overrides: dict[str, Any] | None = None):
+                 max_preparations: int = 2, executor_overrides: dict[str, Any] | None = None,
+                 workflow_options: dict[str, Any] | None = None):
         settings = app.extensions["weldsim"]
         self.app = app
         self.config: ExecutorConfig = load_config({"runs_root": settings.runs_root, "executor": settings.executor,
                                                    **(executor_overrides or {})})
         self.storage_root = settings.storage_root
         self.reconcile_s = reconcile_s
+        self._workflow_options = dict(workflow_options or {})  # WorkflowRunner's poll_s, max_workflows
         self.hub = hub_of(app)
         self.hub.poll_s = hub_poll_s
         self.agent: Agent | None = None
@@ -147,6 +128,8 @@ class AgentHost:
         self._handover = threading.Lock()  # orders the reconciler's hand-over and cancelling unsubmitted runs
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.workflows = None  # the WorkflowRunner (portal.workflow_runner), while started
+        self.geometry_jobs = None  # the GeometryJobs (portal.geometry_jobs), while started
 
     # --- life cycle -------------------------------------------------------------------------
     @property
@@ -169,7 +152,13 @@ class AgentHost:
             log.exception("the start-up reconciliation failed; the reconciler retries")
         self._thread = threading.Thread(target=self._loop, name="weldsim-reconciler", daemon=True)
         self._thread.start()
+        from .geometry_jobs import start_jobs
+
+        self.geometry_jobs = start_jobs(self.app)
         self.app.extensions[EXTENSION] = self  # from now on the API can submit and cancel
+        from .workflow_runner import WorkflowRunner
+
+        self.workflows = WorkflowRunner(self.app, self, **self._workflow_options).start()
         log.info("agent host started: runs root %s, executor %s", self.config.runs_root, self.config.executor)
         return self
 
@@ -180,6 +169,12 @@ class AgentHost:
             return
         if self.app.extensions.get(EXTENSION) is self:
             del self.app.extensions[EXTENSION]
+        if self.workflows is not None:  # workflows stay running: the next start resumes them
+            self.workflows.stop()
+            self.workflows = None
+        if self.geometry_jobs is not None:
+            self.geometry_jobs.stop()
+            self.geometry_jobs = None
         self._stop.set()
         with self._guard:
             futures = set(self._futures)

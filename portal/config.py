@@ -12,6 +12,7 @@ Sources, later ones win::
 | STORAGE_ROOT                  | <instance>/storage           | uploaded geometry and other user files    |
 | EXECUTOR                      | local                        | local (dask on this machine) or slurm     |
 | SQLITE_BUSY_TIMEOUT_MS        | 10000                        | how long SQLite waits for a lock (ms)     |
+| MAX_UPLOAD_BYTES              | 104857600 (100 MiB)          | largest geometry upload (STEP, .msh)      |
 | INSTANCE_PATH                 | Flask's instance folder      | where the defaults above live             |
 
 The laptop default needs nothing: SQLite in the Flask instance folder and the local
@@ -44,7 +45,8 @@ SECRET_KEY_FILE = "secret_key"
 SQLITE_FILE = "weldsim.db"
 #: the names a settings source may set (env: WELDSIM_<NAME>, create_app mapping: <NAME>)
 SETTING_NAMES = ("DATABASE_URL", "SECRET_KEY", "RUNS_ROOT", "STORAGE_ROOT", "EXECUTOR",
-                 "SQLITE_BUSY_TIMEOUT_MS", "INSTANCE_PATH")
+                 "SQLITE_BUSY_TIMEOUT_MS", "INSTANCE_PATH", "MAX_UPLOAD_BYTES")
+DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 
 
 class ConfigError(WeldSimError):
@@ -62,6 +64,7 @@ class Settings:
     storage_root: Path
     executor: str = "local"
     sqlite_busy_timeout_ms: int = 10_000
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
 
     @property
     def is_sqlite(self) -> bool:
@@ -158,6 +161,13 @@ def load_settings(instance_path: str | os.PathLike, overrides: Mapping[str, Any]
         busy_ms = -1
     if busy_ms < 0:
         raise ConfigError(f"{busy_src}: {busy!r} is not a whole number of milliseconds >= 0")
+    upload, upload_src = get("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)
+    try:
+        upload_bytes = int(upload)
+    except (TypeError, ValueError):
+        upload_bytes = 0
+    if upload_bytes < 1:
+        raise ConfigError(f"{upload_src}: {upload!r} is not a whole number of bytes >= 1")
     runs, runs_src = get("RUNS_ROOT", instance / "runs")
     storage, storage_src = get("STORAGE_ROOT", instance / "storage")
     secret = raw["SECRET_KEY"][0] if "SECRET_KEY" in raw else _secret_key_from_instance(instance)
@@ -170,4 +180,5 @@ def load_settings(instance_path: str | os.PathLike, overrides: Mapping[str, Any]
         storage_root=_absolute(storage, storage_src),
         executor=executor,
         sqlite_busy_timeout_ms=busy_ms,
+        max_upload_bytes=upload_bytes,
     )

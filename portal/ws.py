@@ -1,4 +1,5 @@
-"""/ws/runs/<run_id>: a run's live progress over a WebSocket (flask-sock).
+"""/ws/runs/<run_id>: a run's live progress over a WebSocket (flask-sock); /ws/workflows/<id>
+the same for a workflow's nodes (portal.workflow_runner.WorkflowSubscription).
 
 Messages (DESIGN.md, "Progress messages"), server → client, JSON text frames::
 
@@ -144,13 +145,37 @@ def run_progress(ws, run_id: str) -> None:
         stream(ws, sub)
 
 
-def stream(ws, sub) -> None:
+@sock.route("/ws/workflows/<int:workflow_id>", bp=bp)
+def workflow_progress(ws, workflow_id: int) -> None:
+    """Stream a workflow's node statuses: same messages, authentication and close codes as
+    runs (see portal.workflow_runner.WorkflowSubscription for the workflow's messages)."""
+    from .services import workflows
+    from .workflow_runner import WorkflowSubscription
+
+    try:
+        user = _user_from_handshake() or _user_from_first_message(ws)
+        if user is None:
+            ws.close(CLOSE_POLICY, "authentication required: log in, or send "
+                                   '{"type": "auth", "token": "<API token>"} first')
+            return
+        try:
+            workflows.get_workflow_by_id(db.session, user, workflow_id)
+        except NotFound:
+            ws.close(CLOSE_NOT_FOUND, f"workflow {workflow_id} not found")
+            return
+    finally:
+        db.session.remove()
+    with WorkflowSubscription(current_app._get_current_object(), workflow_id) as sub:
+        stream(ws, sub, "workflow")
+
+
+def stream(ws, sub, what: str = "run") -> None:
     """Send the subscription's messages and answer pings until the terminal message."""
     while True:
         while (message := sub.get()) is not None:
             ws.send(json.dumps(message))
             if sub.ended:
-                ws.close(CLOSE_NORMAL, "the run has ended")
+                ws.close(CLOSE_NORMAL, f"the {what} has ended")
                 return
         if sub.closed:
             ws.close(CLOSE_GOING_AWAY, "the portal is stopping")
@@ -174,4 +199,4 @@ def init_app(app: Flask) -> None:
         app.register_blueprint(bp)
 
 
-__all__ = ["allowed_origins", "init_app", "origin_allowed", "run_progress", "stream"]
+__all__ = ["allowed_origins", "init_app", "origin_allowed", "run_progress", "stream", "workflow_progress"]

@@ -3,7 +3,11 @@
     auth        /api/v1/auth/login|logout|me|tokens
     projects    /api/v1/projects[/<id>]
     cases       /api/v1/projects/<id>/cases[/<id>]
+    geometries  /api/v1/projects/<id>/geometries[/uploads|/<id>[/mesh|/preview|/files/<kind>]]
     materials   /api/v1/materials, /builtin[/<id>], /custom[/<id>]
+    workflows   /api/v1/projects/<id>/workflows[/<id>[/execute|/cancel]], /validate
+    fields      /api/v1/runs/<id>/results/fields, /results/field/<name> (binary, for viewers)
+    comparisons /api/v1/projects/<id>/comparisons, /api/v1/comparisons[/<id>[/refresh]]
     openapi     /api/v1/openapi.json — generated from the request and response models
 
 `init_app` registers them with the authentication hook (portal.api.auth) and the error
@@ -16,9 +20,10 @@ from __future__ import annotations
 
 from flask_openapi3 import OpenAPI
 
-from . import auth, cases, errors, materials, openapi, projects
+from . import auth, cases, comparisons, errors, fields, geometries, materials, openapi, projects, workflows
 
-BLUEPRINTS = (auth.login_bp, auth.bp, projects.bp, cases.bp, materials.bp)
+BLUEPRINTS = (auth.login_bp, auth.bp, projects.bp, cases.bp, materials.bp, fields.bp, comparisons.bp,
+              workflows.bp, geometries.bp)
 
 
 def init_app(app: OpenAPI) -> None:

@@ -6,6 +6,10 @@ text 'null' (which IS NOT NULL would accept).
 A geometry version is immutable once a case uses it: a case's foreign key to it has no
 ON DELETE action, so deleting a used version fails (deleting the whole project removes
 both). File paths are relative to the storage root (Settings.storage_root).
+
+A geometry version's files are made out of process (gmsh, see portal.geometry_jobs), so a
+version carries a `status` (GeometryStatus: generating → generated → meshing → meshed, or
+failed with `error`); `mesh_path` is set once a mesh exists (meshed).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from sqlalchemy import JSON, CheckConstraint, ForeignKey, Integer, String, Text,
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from ..extensions import db
-from .types import ApplicationType, GeometryKind, UTCDateTime, choice, one_of, utcnow
+from .types import ApplicationType, GeometryKind, GeometryStatus, UTCDateTime, choice, one_of, utcnow
 
 if TYPE_CHECKING:
     from .runs import Run
@@ -63,6 +67,7 @@ class GeometryVersion(db.Model):
     __table_args__ = (
         UniqueConstraint("project_id", "version"),
         one_of("kind", GeometryKind),
+        one_of("status", GeometryStatus),
         CheckConstraint("version >= 1", name="version_positive"),
         CheckConstraint("(kind = 'parametric' AND params IS NOT NULL)"
                         " OR (kind = 'uploaded' AND file_path IS NOT NULL)", name="kind_source"),
@@ -76,12 +81,21 @@ class GeometryVersion(db.Model):
     file_path: Mapped[str | None] = mapped_column(String(1024))  # uploaded: relative to storage root
     mesh_info: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))  # node/cell counts, groups, bounds
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # out-of-process generation and meshing (portal.services.geometries): where it stands
+    status: Mapped[str] = mapped_column(String(16), default=GeometryStatus.GENERATED.value)
+    error: Mapped[str | None] = mapped_column(Text)  # why the last job failed (status failed)
+    mesh_path: Mapped[str | None] = mapped_column(String(1024))  # the .msh, relative to storage root
+    source_name: Mapped[str | None] = mapped_column(String(255))  # uploaded: the sanitised file name (a label)
 
     project: Mapped[Project] = relationship(back_populates="geometry_versions")
 
     @validates("kind")
     def _check_kind(self, key: str, value: Any) -> str:
         return choice(value, GeometryKind, key)
+
+    @validates("status")
+    def _check_status(self, key: str, value: Any) -> str:
+        return choice(value, GeometryStatus, key)
 
     def __repr__(self) -> str:
         return f"<GeometryVersion {self.id} project={self.project_id} v{self.version} {self.kind}>"

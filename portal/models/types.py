@@ -38,6 +38,22 @@ class GeometryKind(str, enum.Enum):
     UPLOADED = "uploaded"
 
 
+class GeometryStatus(str, enum.Enum):
+    """Where a geometry version's out-of-process job stands.
+
+    parametric: generating (STEP/STL) → generated; meshing → meshed (request_mesh)
+    uploaded STEP: generating (grouped) → generated; meshing → meshed
+    uploaded .msh: generating (checked) → meshed
+    any job may end in failed, with the version's `error` saying why.
+    """
+
+    GENERATING = "generating"
+    GENERATED = "generated"
+    MESHING = "meshing"
+    MESHED = "meshed"
+    FAILED = "failed"
+
+
 class StudyKind(str, enum.Enum):
     SWEEP = "sweep"
     OPTIMIZATION = "optimization"
@@ -103,5 +119,5 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(dt.timezone.utc)
 
 
-__all__ = ["ApplicationType", "BatchState", "EXECUTORS", "GeometryKind", "RunState", "StudyKind",
+__all__ = ["ApplicationType", "BatchState", "EXECUTORS", "GeometryKind", "GeometryStatus", "RunState", "StudyKind",
            "UTCDateTime", "choice", "one_of", "utcnow", "values"]

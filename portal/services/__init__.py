@@ -11,7 +11,13 @@ to these functions and the errors to status codes; the CLI (portal.cli) calls th
     projects    create, get, list (paginated, filtered), update, delete (runs and files go with it)
     materials   built-in (read-only) and custom materials; inlining into a case document
     cases       simulation cases validated as CaseSpec; the case document a run is given
-    runs        submit, cancel, get, list runs; run_sync mirrors run directories into rows
+    runs        submit, cancel, resume, get, list runs; run_sync mirrors run directories into rows
+    geometries  parametric and uploaded geometry versions, meshing jobs (portal.geometry_jobs);
+                geometry_uploads checks uploads before storing, geometry_preview the viewer surface
+    fields      result fields of a run for a viewer (h5py only): listing, binary arrays, decimation
+    comparisons runs × metrics with deltas against a baseline run
+    workflows   DAGs of steps (weldsim_hpc.workflow) stored, validated and executed
+                (portal.workflow_runner walks them)
     teardown    unfinished runs of a deletion: refuse or cancel; remove their directories
     paths       where a project's files and a run's directory live
     names       the rule for user-given names (data, never paths)

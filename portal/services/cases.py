@@ -6,8 +6,9 @@ checks), with the owner's custom materials inlined first; every problem is repor
 its field path under "spec." ("spec.boundary_conditions[1].boundary").
 
 Geometry comes either from the spec (a parametric horn or tab stack) or from a geometry
-version of the project (`geometry_version_id`): a parametric version's parameters, or an
-uploaded mesh as {"kind": "mesh_file", "path": <relative to the storage root>}. A spec
+version of the project (`geometry_version_id`): the version's mesh once it is meshed, else
+a parametric version's parameters or an uploaded file, as {"kind": "mesh_file", "path":
+<relative to the storage root>}; a version still generating, meshing or failed is refused. A spec
 may not name a mesh file by itself — user text never becomes a path.
 
 `case_spec_for_run` is what a submission writes as case.json: custom materials inlined,
@@ -46,6 +47,8 @@ from .teardown import RunCanceller, remove_run_dirs, stop_runs, unfinished_runs
 
 UPDATABLE = ("name", "description", "spec", "geometry_version_id")
 MESH_FILE = "mesh_file"
+#: statuses of a geometry version a case may use (portal.services.geometries)
+USABLE_GEOMETRY = ("generated", "meshed")
 
 
 def get_case(session: Session, user: User, project_id: int, case_id: int) -> SimulationCase:
@@ -140,6 +143,10 @@ def _updated_document(case: SimulationCase, changes: Mapping[str, Any],
     doc = {k: v for k, v in case.spec.items() if k != "name"}
     if version is not None and version.id != case.geometry_version_id:
         doc.pop("geometry", None)  # a new version brings its own geometry; detaching keeps the old one
+    old = case.geometry_version
+    if version is None and old is not None and old.kind == GeometryKind.PARAMETRIC.value \
+            and isinstance(old.params, Mapping) and (doc.get("geometry") or {}).get("kind") == MESH_FILE:
+        doc["geometry"] = dict(old.params)  # detached from its mesh: the parameters it was made from
     return _named(doc, changes.get("name", case.name))
 
 
@@ -178,7 +185,14 @@ def _geometry_version(session: Session, project: Project, version_id: Any) -> Ge
 
 
 def _geometry_of(version: GeometryVersion) -> dict[str, Any]:
-    """The spec's geometry table for a geometry version."""
+    """The spec's geometry table for a geometry version: its mesh once it has one (so a run
+    uses the mesh that was previewed), else its parameters or uploaded file."""
+    if version.status not in USABLE_GEOMETRY:
+        why = f" ({version.error})" if version.error else ""
+        raise Invalid(f"geometry version {version.version} is {version.status}{why}: a case needs a version "
+                      f"whose status is {' or '.join(USABLE_GEOMETRY)}", field="geometry_version_id")
+    if version.mesh_path:
+        return {"kind": MESH_FILE, "path": version.mesh_path}
     if version.kind == GeometryKind.PARAMETRIC.value:
         if not isinstance(version.params, Mapping) or "kind" not in version.params:
             raise Invalid(f"geometry version {version.version} holds no geometry table (with 'kind')",

@@ -1,6 +1,7 @@
 """Where the portal keeps files: built only from validated ids, never from names.
 
-    <storage_root>/projects/<project id>/   a project's uploaded files (geometry …)
+    <storage_root>/projects/<project id>/   a project's uploaded files
+    <storage_root>/geometries/<version id>/ a geometry version's files (services.geometries)
     <runs_root>/<run id>/                   a run directory (weldsim_hpc.run_paths.RunPaths)
 
 Example::
@@ -15,6 +16,7 @@ from pathlib import Path
 from weldsim_hpc.run_paths import RunPaths
 
 PROJECTS_DIR = "projects"
+GEOMETRIES_DIR = "geometries"
 
 
 def project_dir(storage_root: Path, project_id: int) -> Path:
@@ -22,6 +24,13 @@ def project_dir(storage_root: Path, project_id: int) -> Path:
     if isinstance(project_id, bool) or not isinstance(project_id, int) or project_id < 1:
         raise ValueError(f"project id must be a positive integer, got {project_id!r}")
     return Path(storage_root) / PROJECTS_DIR / str(project_id)
+
+
+def geometry_dir(storage_root: Path, version_id: int) -> Path:
+    """The directory of a geometry version's files (not created here)."""
+    if isinstance(version_id, bool) or not isinstance(version_id, int) or version_id < 1:
+        raise ValueError(f"geometry version id must be a positive integer, got {version_id!r}")
+    return Path(storage_root) / GEOMETRIES_DIR / str(version_id)
 
 
 def run_dir(runs_root: Path, run_id: str) -> Path:

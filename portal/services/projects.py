@@ -25,7 +25,7 @@ from .access import get_project, visible_projects
 from .errors import Conflict, Invalid
 from .names import check_name
 from .pagination import DEFAULT_PER_PAGE, Page, paginate
-from .paths import project_dir
+from .paths import geometry_dir, project_dir
 from .teardown import RunCanceller, remove_run_dirs, remove_tree, stop_runs, unfinished_runs
 
 __all__ = ["create_project", "delete_project", "get_project", "list_projects", "update_project"]
@@ -120,7 +120,10 @@ def delete_project(session: Session, user: User, project_id: int, *, runs_root: 
               what=f"project {project.id}")
     run_ids = [r.run_id for r in project.runs]
     files = project_dir(storage_root, project.id)
+    geometry_dirs = [geometry_dir(storage_root, v.id) for v in project.geometry_versions]
     session.delete(project)
     session.commit()
     remove_run_dirs(runs_root, run_ids)
     remove_tree(files)
+    for folder in geometry_dirs:
+        remove_tree(folder)
