@@ -7,29 +7,33 @@ Never imports mpi4py or dolfinx: real runs are launched by the agent (mpirun).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
+from sqlalchemy import delete
 from simple_websocket import Client, ConnectionClosed
 from werkzeug.serving import make_server
 
 from portal.extensions import db
-from portal.models import Run
+from portal.agent_host import start_host
+from portal.models import Run, User
 from weldsim_hpc import materials as lib
 from weldsim_hpc.case_io import apply_preset, read_case_data
 from weldsim_hpc.executors.record import Resources, RunRecord, write_record
 from weldsim_hpc.run_paths import RunPaths, write_json_atomic
 from weldsim_hpc.states import RunState
 
-from ..executors._local_helpers import LONG_TIME, THERMAL
-from .conftest import make_app
+from ..executors._local_helpers import LONG_TIME, THERMAL, Tracker
+from .conftest import flask_db, make_app
 
 #: the custom material the tab-weld case takes for its anvil: D2's numbers under another id
 CUSTOM_ANVIL = "anvil_d2_mine"
@@ -228,3 +232,34 @@ def add_run_row(session, project_id: int, case_id: int, run_id: str, state: str 
     session.add(run)
     session.commit()
     return run
+
+
+@contextlib.contextmanager
+def hosted_runs_app(tmp: Path) -> Iterator[Flask]:
+    """For module-scoped fixtures with real runs: an app on a SQLite database of its own
+    (other tests delete every user of the shared one), migrated, without the caller's
+    WELDSIM_* settings, hosting a started agent; stopped, its processes checked and its
+    users deleted afterwards."""
+    instance = tmp / "instance"
+    instance.mkdir()
+    url = f"sqlite:///{instance / 'portal.db'}"
+    flask_db(["upgrade"], url, instance)
+    with pytest.MonkeyPatch.context() as env:
+        for key in list(os.environ):
+            if key.startswith("WELDSIM_"):
+                env.delenv(key)
+        env.setenv("WELDSIM_POLL_S", "0.2")
+        tracker = Tracker(tmp)
+        app = runs_app(url, instance)
+        tracker.roots.append(app.extensions["weldsim"].runs_root)
+        host = start_host(app, reconcile_s=0.5, hub_poll_s=0.2)
+        try:
+            yield app
+        finally:
+            host.stop()
+            tracker.teardown()
+            with app.app_context():
+                db.session.execute(delete(User))
+                db.session.commit()
+                db.session.remove()
+                db.engine.dispose()

@@ -13,12 +13,9 @@ imports mpi4py or dolfinx.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from sqlalchemy import delete
 
-from portal.agent_host import start_host
 from portal.extensions import db
 from portal.models import Comparison, ComparisonResult, Metric, Run, User
 from portal.services import cases, comparisons, projects
@@ -27,10 +24,8 @@ from portal.services.fields import MAX_POINTS, decode
 from weldsim_hpc.materials import get_material
 from weldsim_hpc.run_paths import new_run_id
 
-from ..executors._local_helpers import Tracker
-from .conftest import flask_db
 from .helpers import api_client, counts, error_of, make_user, table_counts, thermal_spec
-from .runs_helpers import add_run_row, final_row, runs_app
+from .runs_helpers import add_run_row, final_row, hosted_runs_app
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -63,59 +58,37 @@ def metrics_of(app, run_id: str) -> dict[str, float]:
 def bars(tmp_path_factory):
     """Alice's project with two completed bar runs, a comparison made while run 2 was
     unfinished, a second project of hers and Bob's project with a run row each."""
-    tmp = tmp_path_factory.mktemp("bars")
-    instance = tmp / "instance"
-    instance.mkdir()
-    url = f"sqlite:///{instance / 'portal.db'}"  # its own database: other tests delete every user
-    flask_db(["upgrade"], url, instance)
-    with pytest.MonkeyPatch.context() as env:
-        for key in list(os.environ):
-            if key.startswith("WELDSIM_"):
-                env.delenv(key)
-        env.setenv("WELDSIM_POLL_S", "0.2")
-        tracker = Tracker(tmp)
-        app = runs_app(url, instance)
-        tracker.roots.append(app.extensions["weldsim"].runs_root)
-        host = start_host(app, reconcile_s=0.5, hub_poll_s=0.2)
-        try:
-            alice, bob = api_client(app, "alice@example.com"), api_client(app, "bob@example.com")
-            project = alice.post("/api/v1/projects", json={"name": "Bars", "application_type": "horn_design"})
-            other = alice.post("/api/v1/projects", json={"name": "Other", "application_type": "horn_design"})
-            bobs = bob.post("/api/v1/projects", json={"name": "Bob's", "application_type": "horn_design"})
-            pid, other_id, bob_pid = (r.get_json()["id"] for r in (project, other, bobs))
-            run_ids = []
-            for length in (L1, L2):
-                case = alice.post(f"/api/v1/projects/{pid}/cases", json={"spec": bar_spec(length)})
-                assert case.status_code == 201, case.get_json()
-                run = alice.post(f"/api/v1/projects/{pid}/cases/{case.get_json()['id']}/runs", json={"ranks": 2})
-                assert run.status_code == 202, run.get_json()
-                run_ids.append(run.get_json()["run_id"])
-                if length == L1:
-                    assert final_row(app, run_ids[0], timeout=300)["state"] == "completed"
-            early = alice.post(f"/api/v1/projects/{pid}/comparisons",
-                               json={"name": "length sweep", "run_ids": run_ids,
-                                     "metric_names": ["f_working_Hz", "max_von_mises_Pa"]})
-            assert early.status_code == 201, early.get_json()
-            row2 = final_row(app, run_ids[1], timeout=300)
-            assert row2["state"] == "completed", row2["reason"]
-            with app.app_context():
-                other_case = cases.create_case(db.session, db.session.get(User, alice.user_id), other_id,
-                                               spec=bar_spec(L1), storage_root=app.extensions["weldsim"].storage_root)
-                bob_case = cases.create_case(db.session, db.session.get(User, bob.user_id), bob_pid,
-                                             spec=bar_spec(L1), storage_root=app.extensions["weldsim"].storage_root)
-                foreign = {"other_project": add_run_row(db.session, other_id, other_case.id, new_run_id()).run_id,
-                           "bobs": add_run_row(db.session, bob_pid, bob_case.id, new_run_id()).run_id}
-                db.session.remove()
-            yield {"app": app, "alice": alice, "bob": bob, "project_id": pid, "other_project_id": other_id,
-                   "runs": run_ids, "early": early.get_json(), "foreign": foreign}
-        finally:
-            host.stop()
-            tracker.teardown()
-            with app.app_context():
-                db.session.execute(delete(User))
-                db.session.commit()
-                db.session.remove()
-                db.engine.dispose()
+    with hosted_runs_app(tmp_path_factory.mktemp("bars")) as app:
+        alice, bob = api_client(app, "alice@example.com"), api_client(app, "bob@example.com")
+        project = alice.post("/api/v1/projects", json={"name": "Bars", "application_type": "horn_design"})
+        other = alice.post("/api/v1/projects", json={"name": "Other", "application_type": "horn_design"})
+        bobs = bob.post("/api/v1/projects", json={"name": "Bob's", "application_type": "horn_design"})
+        pid, other_id, bob_pid = (r.get_json()["id"] for r in (project, other, bobs))
+        run_ids = []
+        for length in (L1, L2):
+            case = alice.post(f"/api/v1/projects/{pid}/cases", json={"spec": bar_spec(length)})
+            assert case.status_code == 201, case.get_json()
+            run = alice.post(f"/api/v1/projects/{pid}/cases/{case.get_json()['id']}/runs", json={"ranks": 2})
+            assert run.status_code == 202, run.get_json()
+            run_ids.append(run.get_json()["run_id"])
+            if length == L1:
+                assert final_row(app, run_ids[0], timeout=300)["state"] == "completed"
+        early = alice.post(f"/api/v1/projects/{pid}/comparisons",
+                           json={"name": "length sweep", "run_ids": run_ids,
+                                 "metric_names": ["f_working_Hz", "max_von_mises_Pa"]})
+        assert early.status_code == 201, early.get_json()
+        row2 = final_row(app, run_ids[1], timeout=300)
+        assert row2["state"] == "completed", row2["reason"]
+        with app.app_context():
+            other_case = cases.create_case(db.session, db.session.get(User, alice.user_id), other_id,
+                                           spec=bar_spec(L1), storage_root=app.extensions["weldsim"].storage_root)
+            bob_case = cases.create_case(db.session, db.session.get(User, bob.user_id), bob_pid,
+                                         spec=bar_spec(L1), storage_root=app.extensions["weldsim"].storage_root)
+            foreign = {"other_project": add_run_row(db.session, other_id, other_case.id, new_run_id()).run_id,
+                       "bobs": add_run_row(db.session, bob_pid, bob_case.id, new_run_id()).run_id}
+            db.session.remove()
+        yield {"app": app, "alice": alice, "bob": bob, "project_id": pid, "other_project_id": other_id,
+               "runs": run_ids, "early": early.get_json(), "foreign": foreign}
 
 
 def test_the_frequency_ratio_of_two_bar_lengths_is_l1_over_l2(bars):

@@ -12,26 +12,21 @@ is also run on PostgreSQL (and SQLite) against a copy of the real run directory.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
 
 import numpy as np
 import pytest
-from sqlalchemy import delete
 
-from portal.agent_host import start_host
 from portal.extensions import db
-from portal.models import User
 from portal.services import cases, fields, projects
 from portal.services.errors import Conflict, Invalid, NotFound
 from weldsim_hpc.case_io import apply_preset, read_case_data
 from weldsim_hpc.run_paths import RunPaths, new_run_id
 
-from ..executors._local_helpers import ROOT, Tracker
-from .conftest import flask_db
+from ..executors._local_helpers import ROOT
 from .helpers import api_client, error_of, make_user
-from .runs_helpers import add_run_row, final_row, runs_app
+from .runs_helpers import add_run_row, final_row, hosted_runs_app
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -46,48 +41,25 @@ def ci_spec(path) -> dict:
 @pytest.fixture(scope="module")
 def horns(tmp_path_factory):
     """Alice's completed modal and coupled runs, a queued run row without results, Bob."""
-    tmp = tmp_path_factory.mktemp("horns")
-    instance = tmp / "instance"
-    instance.mkdir()
-    url = f"sqlite:///{instance / 'portal.db'}"  # its own database: other tests delete every user
-    flask_db(["upgrade"], url, instance)
-    with pytest.MonkeyPatch.context() as env:
-        for key in list(os.environ):
-            if key.startswith("WELDSIM_"):
-                env.delenv(key)
-        env.setenv("WELDSIM_POLL_S", "0.2")
-        tracker = Tracker(tmp)
-        app = runs_app(url, instance)
-        settings = app.extensions["weldsim"]
-        tracker.roots.append(settings.runs_root)
-        host = start_host(app, reconcile_s=0.5, hub_poll_s=0.2)
-        try:
-            alice, bob = api_client(app, "alice@example.com"), api_client(app, "bob@example.com")
-            pid = alice.post("/api/v1/projects", json={"name": "Horns", "application_type": "horn_design"}
-                             ).get_json()["id"]
-            run_ids, case_ids = {}, []
-            for key, path in (("modal", MODAL), ("coupled", COUPLED)):
-                case = alice.post(f"/api/v1/projects/{pid}/cases", json={"spec": ci_spec(path)})
-                assert case.status_code == 201, case.get_json()
-                case_ids.append(case.get_json()["id"])
-                run = alice.post(f"/api/v1/projects/{pid}/cases/{case_ids[-1]}/runs", json={"ranks": 2})
-                assert run.status_code == 202, run.get_json()
-                run_ids[key] = run.get_json()["run_id"]
-            for run_id in run_ids.values():
-                row = final_row(app, run_id, timeout=400)
-                assert row["state"] == "completed", row["reason"]
-            with app.app_context():
-                run_ids["queued"] = add_run_row(db.session, pid, case_ids[0], new_run_id()).run_id
-                db.session.remove()
-            yield {"app": app, "alice": alice, "bob": bob, "runs": run_ids, "runs_root": settings.runs_root}
-        finally:
-            host.stop()
-            tracker.teardown()
-            with app.app_context():
-                db.session.execute(delete(User))
-                db.session.commit()
-                db.session.remove()
-                db.engine.dispose()
+    with hosted_runs_app(tmp_path_factory.mktemp("horns")) as app:
+        alice, bob = api_client(app, "alice@example.com"), api_client(app, "bob@example.com")
+        pid = alice.post("/api/v1/projects", json={"name": "Horns", "application_type": "horn_design"}
+                         ).get_json()["id"]
+        run_ids, case_ids = {}, []
+        for key, path in (("modal", MODAL), ("coupled", COUPLED)):
+            case = alice.post(f"/api/v1/projects/{pid}/cases", json={"spec": ci_spec(path)})
+            assert case.status_code == 201, case.get_json()
+            case_ids.append(case.get_json()["id"])
+            run = alice.post(f"/api/v1/projects/{pid}/cases/{case_ids[-1]}/runs", json={"ranks": 2})
+            assert run.status_code == 202, run.get_json()
+            run_ids[key] = run.get_json()["run_id"]
+        for run_id in run_ids.values():
+            row = final_row(app, run_id, timeout=400)
+            assert row["state"] == "completed", row["reason"]
+        with app.app_context():
+            run_ids["queued"] = add_run_row(db.session, pid, case_ids[0], new_run_id()).run_id
+            db.session.remove()
+        yield {"app": app, "alice": alice, "bob": bob, "runs": run_ids, "runs_root": app.extensions["weldsim"].runs_root}
 
 
 def get_field(client, run_id: str, name: str, query: str = ""):
