@@ -25,6 +25,8 @@ What it does:
 * `workflows`: the `WorkflowRunner` that walks workflows (portal.workflow_runner).
 * `geometry_jobs`: the `GeometryJobs` that generate and mesh geometry versions out of
   process (portal.geometry_jobs), as app.extensions["weldsim_geometry_jobs"].
+* the agent served to the `weldsim` CLI (`weldsim status|watch|logs|cancel|submit
+  --runs-root <runs root>`), as `weldsim agent` serves it; `weldsim agent stop` is refused.
 
 `stop()` (SIGTERM, Ctrl-C) waits for running preparations to be handed over, stops
 following and releases the lock; runs go on, and the next start adopts them.
@@ -130,6 +132,7 @@ class AgentHost:
         self._thread: threading.Thread | None = None
         self.workflows = None  # the WorkflowRunner (portal.workflow_runner), while started
         self.geometry_jobs = None  # the GeometryJobs (portal.geometry_jobs), while started
+        self._rpc = None  # the AgentServer the weldsim CLI talks to, while started
 
     # --- life cycle -------------------------------------------------------------------------
     @property
@@ -159,8 +162,19 @@ class AgentHost:
         from .workflow_runner import WorkflowRunner
 
         self.workflows = WorkflowRunner(self.app, self, **self._workflow_options).start()
+        self._serve_cli()
         log.info("agent host started: runs root %s, executor %s", self.config.runs_root, self.config.executor)
         return self
+
+    def _serve_cli(self) -> None:
+        """Serve the agent to the `weldsim` CLI too (submit, cancel, logs, agent status), as
+        `weldsim agent` would: <runs root>/.agent/agent.json, 127.0.0.1, HMAC key. A run
+        submitted that way runs, but has no row in the portal's database."""
+        from weldsim_hpc.executors.rpc import AgentServer
+
+        self._rpc = AgentServer(self.agent, hosted_by="the portal")
+        self._rpc.write_agent_file()
+        threading.Thread(target=self._rpc.serve_forever, name="weldsim-agent-rpc", daemon=True).start()
 
     def stop(self, timeout_s: float = 120.0) -> None:
         """Finish running preparations (hand them over), stop the reconciler, the readers
@@ -187,6 +201,10 @@ class AgentHost:
             self._thread.join(timeout=30)
             self._thread = None
         self.hub.stop()
+        if self._rpc is not None:
+            self._rpc.stop()
+            self._rpc.remove_agent_file()
+            self._rpc = None
         self.agent.close()
         self.agent = None
         log.info("agent host stopped; unfinished runs continue and are adopted at the next start")

@@ -191,6 +191,41 @@ def test_a_cancelled_run_resumes_from_its_checkpoint(hosted):
     assert answer.status_code == 409 and "completed" in answer.get_json()["error"]["message"]
 
 
+def test_the_weldsim_cli_reaches_the_agent_the_portal_hosts(hosted):
+    from weldsim_hpc.run_paths import is_run_id
+
+    from ..executors._local_helpers import THERMAL, WELDSIM
+
+    root = hosted.app.extensions["weldsim"].runs_root
+    agent_file = root / ".agent" / "agent.json"
+    info = json.loads(agent_file.read_text())
+    assert info["pid"] == os.getpid() and info["hosted_by"] == "the portal"
+    assert agent_file.stat().st_mode & 0o777 == 0o600
+
+    def weldsim(*args) -> subprocess.CompletedProcess:
+        out = subprocess.run([str(WELDSIM), *map(str, args), "--runs-root", str(root)], capture_output=True,
+                             text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
+        assert "Traceback" not in out.stdout + out.stderr, out.stdout + out.stderr
+        return out
+
+    status = weldsim("agent", "status")
+    assert status.returncode == 0 and f"agent pid {os.getpid()}" in status.stdout, status.stdout + status.stderr
+    submitted = weldsim("submit", THERMAL, "--preset", "ci", "--executor", "local", "--ntasks", 2)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    run_id = submitted.stdout.strip()
+    assert is_run_id(run_id) and run_id in hosted.agent.active() + [run_id]
+    watched = weldsim("watch", run_id)
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert read_record(RunPaths.for_id(root, run_id)).state.value == "completed"
+
+    stop = weldsim("agent", "stop")  # only the portal may stop its agent
+    assert stop.returncode == 1 and "hosted by the portal" in stop.stderr, stop.stdout + stop.stderr
+    assert weldsim("agent", "status").returncode == 0 and hosted.agent is not None
+    hosted.stop()
+    assert not agent_file.exists()
+    assert weldsim("agent", "status").returncode == 1
+
+
 # --- `weldsim portal` in a process of its own, killed and restarted ----------------------------------
 class PortalProcess:
     """`python -m weldsim_hpc.cli_portal --port 0` (what `weldsim portal` runs) on a database."""

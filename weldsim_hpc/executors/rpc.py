@@ -44,6 +44,10 @@ class AgentUnavailable(WeldSimError):
     """No agent answers for this runs root (and one could not be started)."""
 
 
+class AgentRefused(AgentError):
+    """The agent answered, and refused (e.g. to stop: it belongs to the portal)."""
+
+
 def read_agent_file(config: ExecutorConfig) -> dict[str, Any] | None:
     try:
         info = json.loads((config.agent_dir / AGENT_FILE).read_text())
@@ -53,27 +57,43 @@ def read_agent_file(config: ExecutorConfig) -> dict[str, Any] | None:
 
 
 class AgentServer:
-    """Serves one Agent to local clients until `stop` (or SIGTERM)."""
+    """Serves one Agent to local clients until `stop` (or SIGTERM).
 
-    def __init__(self, agent: Agent):
+    hosted_by: set when another program owns the agent (the portal): a client's "stop" is
+    then refused with that name, since only that program may end the agent.
+    """
+
+    def __init__(self, agent: Agent, hosted_by: str | None = None):
         self.agent = agent
+        self.hosted_by = hosted_by
         self._key = secrets.token_bytes(32)
         # authenticated per connection in its own thread (`_handle`), not in accept(): a
         # client with a wrong key, or one that never answers, must not stop or stall the server
         self._listener = Listener(("127.0.0.1", 0))
+        self._port = self._listener.address[1]  # kept: a closed listener has no address
         self._stopped = threading.Event()
 
     @property
     def port(self) -> int:
-        return self._listener.address[1]
+        return self._port
 
     def write_agent_file(self) -> Path:
         path = self.agent.config.agent_dir / AGENT_FILE
         write_json_atomic(path, {"pid": os.getpid(), "host": "127.0.0.1", "port": self.port,
                                  "authkey": self._key.hex(), "started": time.time(),
-                                 "runs_root": os.fspath(self.agent.config.runs_root)})
+                                 "runs_root": os.fspath(self.agent.config.runs_root),
+                                 "hosted_by": self.hosted_by})
         os.chmod(path, 0o600)
         return path
+
+    def remove_agent_file(self) -> None:
+        """Remove agent.json if it is still this process's."""
+        info = read_agent_file(self.agent.config)
+        if info is not None and info.get("pid") == os.getpid() and info.get("port") == self.port:
+            try:
+                (self.agent.config.agent_dir / AGENT_FILE).unlink()
+            except FileNotFoundError:
+                pass
 
     def serve_forever(self) -> None:
         while not self._stopped.is_set():
@@ -108,7 +128,7 @@ class AgentServer:
                 request = json.loads(conn.recv_bytes(1 << 20))
                 reply = {"ok": True, **self.dispatch(request)}
             except (WeldSimError, ValueError, TypeError, KeyError) as exc:
-                reply = {"ok": False, "error": str(exc)}
+                reply = {"ok": False, "error": str(exc), "refused": isinstance(exc, AgentRefused)}
             except EOFError:
                 return
             conn.send_bytes(json.dumps(reply).encode())
@@ -132,6 +152,9 @@ class AgentServer:
         if op == "reconcile":
             return {"touched": agent.reconcile()}
         if op == "stop":
+            if self.hosted_by:
+                raise AgentRefused(f"this agent is hosted by {self.hosted_by} (pid {os.getpid()}): "
+                                   f"stop {self.hosted_by} to stop it")
             return {"stopping": True}
         raise AgentError(f"unknown request {op!r}")
 
@@ -153,7 +176,7 @@ class AgentClient:
                 raise AgentUnavailable(f"the agent did not answer {op!r} within {timeout_s:.0f} s")
             reply = json.loads(conn.recv_bytes())
         if not reply.pop("ok"):
-            raise AgentError(reply["error"])
+            raise (AgentRefused if reply.get("refused") else AgentError)(reply["error"])
         return reply
 
 
@@ -210,6 +233,8 @@ def stop_agent(config: ExecutorConfig, timeout_s: float = 30.0) -> int | None:
     pid = int(client.info["pid"])
     try:
         client.request("stop", timeout_s=10)
+    except AgentRefused:
+        raise
     except (AgentUnavailable, AgentError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
@@ -235,10 +260,7 @@ def serve(runs_root: str) -> int:
         server.serve_forever()
     finally:
         agent.close()
-        try:
-            (config.agent_dir / AGENT_FILE).unlink()
-        except FileNotFoundError:
-            pass
+        server.remove_agent_file()
     return 0
 
 
