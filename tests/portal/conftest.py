@@ -118,18 +118,23 @@ def db_session(app):
 def web_app(migrated_url, tmp_path):
     """An app for HTTP tests: no app context held open, so each request gets its own
     (as in production); every user is deleted afterwards."""
-    from portal.models import User
-
     app = make_app(migrated_url, tmp_path / "instance")
     try:
         yield app
     finally:
-        with app.app_context():
-            db.session.rollback()
-            db.session.execute(delete(User))
-            db.session.commit()
-            db.session.remove()
-            db.engine.dispose()
+        dispose_app(app)
+
+
+def dispose_app(app) -> None:
+    """After a test app: every user deleted (the rest cascades), sessions and engine closed."""
+    from portal.models import User
+
+    with app.app_context():
+        db.session.rollback()
+        db.session.execute(delete(User))
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
 
 
 @pytest.fixture

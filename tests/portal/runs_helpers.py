@@ -19,13 +19,12 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete
 from simple_websocket import Client, ConnectionClosed
 from werkzeug.serving import make_server
 
 from portal.extensions import db
 from portal.agent_host import start_host
-from portal.models import Run, User
+from portal.models import Run
 from weldsim_hpc import materials as lib
 from weldsim_hpc.case_io import apply_preset, read_case_data
 from weldsim_hpc.executors.record import Resources, RunRecord, write_record
@@ -33,7 +32,7 @@ from weldsim_hpc.run_paths import RunPaths, write_json_atomic
 from weldsim_hpc.states import RunState
 
 from ..executors._local_helpers import LONG_TIME, THERMAL, Tracker
-from .conftest import flask_db, make_app
+from .conftest import dispose_app, flask_db, make_app
 
 #: the custom material the tab-weld case takes for its anvil: D2's numbers under another id
 CUSTOM_ANVIL = "anvil_d2_mine"
@@ -258,8 +257,4 @@ def hosted_runs_app(tmp: Path) -> Iterator[Flask]:
         finally:
             host.stop()
             tracker.teardown()
-            with app.app_context():
-                db.session.execute(delete(User))
-                db.session.commit()
-                db.session.remove()
-                db.engine.dispose()
+            dispose_app(app)

@@ -53,6 +53,23 @@ def horn_ci_spec() -> dict[str, Any]:
     return deep_merge(data, presets["ci"])
 
 
+def instance_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a portal process on a fresh instance folder and SQLite database."""
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    return {**os.environ, "WELDSIM_DATABASE_URL": f"sqlite:///{instance / 'portal.db'}",
+            "WELDSIM_INSTANCE_PATH": str(instance), "WELDSIM_SECRET_KEY": "test-secret"}
+
+
+def create_account(env: dict[str, str], email: str = EMAIL, password: str = PASSWORD) -> None:
+    """The account, made with the portal's own CLI, as an operator would (migrates first)."""
+    flask = [sys.executable, "-m", "flask", "--app", "portal"]
+    for argv in (flask + ["db", "upgrade"], flask + ["users", "create", email, "--password", password]):
+        done = subprocess.run(argv, env=env, cwd=env["WELDSIM_INSTANCE_PATH"], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+
+
 class Browser:
     """An HTTP client with a cookie jar that sends the CSRF token on unsafe requests."""
 
@@ -86,17 +103,11 @@ class Browser:
 
 
 def test_login_project_case_submit_stream_results_over_http(tmp_path, tracker):  # noqa: F811
-    instance = tmp_path / "instance"
-    instance.mkdir()
-    env = {**os.environ, "WELDSIM_DATABASE_URL": f"sqlite:///{instance / 'portal.db'}",
-           "WELDSIM_INSTANCE_PATH": str(instance), "WELDSIM_SECRET_KEY": "test-secret"}
-    tracker.roots.append(instance / "runs")
+    env = instance_env(tmp_path)
+    tracker.roots.append(Path(env["WELDSIM_INSTANCE_PATH"]) / "runs")
     portal = PortalProcess(env, tmp_path / "portal.log")  # migrates the empty database, hosts the agent
     try:
-        made = subprocess.run([sys.executable, "-m", "flask", "--app", "portal", "users", "create", EMAIL,
-                               "--password", PASSWORD], env=env, cwd=instance, capture_output=True, text=True,
-                              timeout=120)
-        assert made.returncode == 0, made.stderr
+        create_account(env)
         web = Browser(portal.url)
 
         status, body, _ = web.request("GET", "/api/v1/projects")

@@ -14,11 +14,9 @@ imports mpi4py or dolfinx; the tracker fails the test if any process is left beh
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +25,7 @@ from portal.services.fields import decode
 
 from ..executors._local_helpers import tracker  # noqa: F401
 from .test_agent_host import PortalProcess
-from .test_e2e_http import EMAIL, PASSWORD, Browser, horn_ci_spec
+from .test_e2e_http import EMAIL, PASSWORD, Browser, create_account, horn_ci_spec, instance_env
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -79,17 +77,11 @@ def run_case_on(web: Browser, project_id: int, version: dict, name: str) -> str:
 
 
 def test_geometry_mesh_preview_case_runs_fields_comparison_over_http(tmp_path, tracker):  # noqa: F811
-    instance = tmp_path / "instance"
-    instance.mkdir()
-    env = {**os.environ, "WELDSIM_DATABASE_URL": f"sqlite:///{instance / 'portal.db'}",
-           "WELDSIM_INSTANCE_PATH": str(instance), "WELDSIM_SECRET_KEY": "test-secret"}
-    tracker.roots.append(instance / "runs")
+    env = instance_env(tmp_path)
+    tracker.roots.append(Path(env["WELDSIM_INSTANCE_PATH"]) / "runs")
     portal = PortalProcess(env, tmp_path / "portal.log")
     try:
-        made = subprocess.run([sys.executable, "-m", "flask", "--app", "portal", "users", "create", EMAIL,
-                               "--password", PASSWORD], env=env, cwd=instance, capture_output=True, text=True,
-                              timeout=120)
-        assert made.returncode == 0, made.stderr
+        create_account(env)
         web = Browser(portal.url)
         status, body, _ = web.request("POST", "/api/v1/auth/login", {"email": EMAIL, "password": PASSWORD})
         assert status == 200, body

@@ -16,14 +16,12 @@ from pathlib import Path
 import meshio
 import numpy as np
 import pytest
-from sqlalchemy import delete
 
-from portal.extensions import db
 from portal.geometry_jobs import start_jobs
 from weldsim_hpc.geometry import CylinderHorn
 from weldsim_hpc.geometry.structured import structured_mesh
 
-from .conftest import make_app
+from .conftest import dispose_app, make_app
 from .helpers import api_client, error_of, table_counts
 from .test_geometries_api import poll
 
@@ -34,20 +32,13 @@ CONICAL = {"kind": "conical", "length_m": 0.1, "diameter_input_m": 0.04, "diamet
 @pytest.fixture
 def upload_app(migrated_url, tmp_path):
     """An app with a small upload limit and a geometry job runner; every user deleted after."""
-    from portal.models import User
-
     app = make_app(migrated_url, tmp_path / "instance", MAX_UPLOAD_BYTES=LIMIT)
     runner = start_jobs(app)
     try:
         yield app
     finally:
         runner.stop()
-        with app.app_context():
-            db.session.rollback()
-            db.session.execute(delete(User))
-            db.session.commit()
-            db.session.remove()
-            db.engine.dispose()
+        dispose_app(app)
 
 
 @pytest.fixture

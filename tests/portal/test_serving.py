@@ -9,7 +9,6 @@ meshes); the README's command runs the cases as shipped.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -23,7 +22,7 @@ import pytest
 
 from ..executors._local_helpers import tracker  # noqa: F401
 from .runs_helpers import connect, receive_until_end
-from .test_e2e_http import Browser, horn_ci_spec
+from .test_e2e_http import EMAIL, PASSWORD, Browser, create_account, horn_ci_spec, instance_env
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -82,13 +81,6 @@ class ExamplePortal:
         return rest
 
 
-def instance_env(tmp_path: Path) -> dict[str, str]:
-    instance = tmp_path / "instance"
-    instance.mkdir()
-    return {**os.environ, "WELDSIM_INSTANCE_PATH": str(instance), "WELDSIM_SECRET_KEY": "test-secret",
-            "WELDSIM_DATABASE_URL": f"sqlite:///{instance / 'portal.db'}"}
-
-
 def test_main_command_serves_the_example_project_and_a_second_start_submits_nothing(tmp_path, tracker):  # noqa: F811
     env = instance_env(tmp_path)
     tracker.roots.append(Path(env["WELDSIM_INSTANCE_PATH"]) / "runs")
@@ -135,11 +127,7 @@ def test_documented_gunicorn_command_serves_api_and_progress_stream(tmp_path, tr
     env = instance_env(tmp_path)
     instance = Path(env["WELDSIM_INSTANCE_PATH"])
     tracker.roots.append(instance / "runs")
-    flask = [sys.executable, "-m", "flask", "--app", "portal"]
-    for argv in (flask + ["db", "upgrade"],
-                 flask + ["users", "create", "engineer@example.com", "--password", "a long enough password 42"]):
-        done = subprocess.run(argv, env=env, cwd=instance, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
+    create_account(env)
     log = open(tmp_path / "gunicorn.log", "ab")
     # the command of the README's "Production" section, on a free port
     proc = subprocess.Popen([str(VENV_BIN / "gunicorn"), "-w", "1", "-k", "gthread", "--threads", "64",
@@ -151,7 +139,7 @@ def test_documented_gunicorn_command_serves_api_and_progress_stream(tmp_path, tr
         web = Browser(base)
         assert _wait_http(base + "/api/v1/openapi.json") == 200
         status, body, _ = web.request("POST", "/api/v1/auth/login",
-                                      {"email": "engineer@example.com", "password": "a long enough password 42"})
+                                      {"email": EMAIL, "password": PASSWORD})
         assert status == 200, body
         web.csrf = body["csrf_token"]
         status, project, _ = web.request("POST", "/api/v1/projects", {"name": "Horns", "application_type": "horn_design"})
